@@ -1,0 +1,184 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``python3 -m ctr``: the engine at a shell, over the same calls as the modules.
+
+Commands import only what they need: start-up time is most of a CLI call's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .errors import CtrError
+
+
+def _images(args):
+    from .images import ImageStore
+    from .refs import Reference
+    rows = []
+    for image in ImageStore(args.root).list():
+        names = image.names or ['<none>:<none>']
+        for name in names:
+            if name.startswith('<none>'):
+                repo, tag = '<none>', '<none>'
+            else:
+                ref = Reference.parse(name)
+                repo, tag = ref.name, ref.tag or '<none>'
+            rows.append((repo, tag, image.short_id, image.config.get('created', ''), _human(image.size)))
+    if args.quiet:
+        for image_id in dict.fromkeys(r[2] for r in rows):
+            print(image_id)
+        return 0
+    header = ('REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE')
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+    for row in [header] + rows:
+        print('   '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _human(size):
+    for unit in ('B', 'kB', 'MB', 'GB'):
+        if size < 1000 or unit == 'GB':
+            return ('%d%s' if unit == 'B' else '%.3g%s') % (size, unit)
+        size /= 1000.0
+    return str(size)
+
+
+def _inspect(args):
+    from .images import ImageStore
+    images = ImageStore(args.root)
+    out = [images.get(name).inspect(images.store) for name in args.names]
+    print(json.dumps(out, indent=4, sort_keys=True))
+    return 0
+
+
+def _import(args):
+    from .images import ImageStore
+    outcome = ImageStore(args.root).import_rootfs(args.path, args.name, changes=args.change, message=args.message)
+    print(outcome.image.id)
+    return 0
+
+
+def _save(args):
+    from . import archives
+    from .images import ImageStore
+    started = time.time()
+    changed = archives.save(ImageStore(args.root), args.names, args.output, args.format)
+    if not changed:
+        print('%s already holds these images; not rewritten' % args.output, file=sys.stderr)
+    elif args.verbose:
+        print('saved in %.2fs' % (time.time() - started), file=sys.stderr)
+    return 0
+
+
+def _load(args):
+    from . import archives
+    from .images import ImageStore
+    outcome = archives.load(ImageStore(args.root), args.input, name=args.name)
+    for image in outcome.images:
+        print('Loaded image: %s' % (', '.join(image.names) or image.id))
+    return 0
+
+
+def _tag(args):
+    from .images import ImageStore
+    ImageStore(args.root).tag(args.source, args.target)
+    return 0
+
+
+def _rmi(args):
+    from .images import ImageStore
+    images = ImageStore(args.root)
+    status = 0
+    for name in args.names:
+        outcome = images.remove(name, force=args.force)
+        if not outcome.changed:
+            print('ctr: error: no such image: %s' % name, file=sys.stderr)
+            status = 1
+        for action in outcome.actions:
+            print(action[0].upper() + action[1:])
+    return status
+
+
+def _unpack(args):
+    from .images import ImageStore
+    for path in ImageStore(args.root).unpack(args.name):
+        print(path)
+    return 0
+
+
+def _gc(args):
+    from .store import Store
+    report = Store(args.root).gc()
+    print('removed %d blobs (%d bytes) and %d unpacked layers' % (len(report.blobs), report.bytes, len(report.layers)))
+    return 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog='ctr', description='Daemonless containers: the daemonless.ctr engine.')
+    p.add_argument('--root', help='store root (default: $CTR_ROOT or /var/lib/ctr)')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+
+    s = sub.add_parser('images', help='list images')
+    s.add_argument('-q', '--quiet', action='store_true', help='only image IDs')
+    s.set_defaults(func=_images)
+
+    s = sub.add_parser('inspect', help='show images in Docker\'s inspect shape')
+    s.add_argument('names', nargs='+', metavar='IMAGE')
+    s.set_defaults(func=_inspect)
+
+    s = sub.add_parser('import', help='import a rootfs directory or tarball as a one-layer image')
+    s.add_argument('path', metavar='PATH')
+    s.add_argument('name', metavar='NAME')
+    s.add_argument('-c', '--change', action='append', default=[], help='apply a Dockerfile instruction')
+    s.add_argument('-m', '--message', help='history comment')
+    s.set_defaults(func=_import)
+
+    s = sub.add_parser('save', help='save images to a docker-archive or oci-archive')
+    s.add_argument('names', nargs='+', metavar='IMAGE')
+    s.add_argument('-o', '--output', required=True, metavar='FILE')
+    s.add_argument('--format', default='docker-archive', choices=['docker-archive', 'oci-archive'])
+    s.add_argument('-v', '--verbose', action='store_true')
+    s.set_defaults(func=_save)
+
+    s = sub.add_parser('load', help='load images from a docker-archive or oci-archive')
+    s.add_argument('-i', '--input', required=True, metavar='FILE')
+    s.add_argument('--name', help='name for a single unnamed image in the archive')
+    s.set_defaults(func=_load)
+
+    s = sub.add_parser('tag', help='give an image another name')
+    s.add_argument('source', metavar='SOURCE')
+    s.add_argument('target', metavar='TARGET')
+    s.set_defaults(func=_tag)
+
+    s = sub.add_parser('rmi', help='remove image names, and images left without one')
+    s.add_argument('names', nargs='+', metavar='IMAGE')
+    s.add_argument('-f', '--force', action='store_true', help='remove an image with several names by ID')
+    s.set_defaults(func=_rmi)
+
+    s = sub.add_parser('unpack', help='unpack an image\'s layers for use as overlay lower dirs')
+    s.add_argument('name', metavar='IMAGE')
+    s.set_defaults(func=_unpack)
+
+    s = sub.add_parser('gc', help='remove blobs and unpacked layers no image uses')
+    s.set_defaults(func=_gc)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CtrError as exc:
+        print('ctr: error: %s' % exc.msg, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``| head``): not an error of ours
+        sys.stderr.close()
+        return 0

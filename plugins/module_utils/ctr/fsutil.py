@@ -1,0 +1,123 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Atomic file writes and small filesystem helpers shared by every room.
+
+The contract: a reader sees either the old file or the new one, never a torn
+one, even if the writer is killed; a writer killed halfway leaves at most a
+``.tmp-*`` file that nothing reads and garbage collection removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import tempfile
+
+TMP_PREFIX = '.tmp-'
+
+
+def fsync_dir(path):
+    """Make a rename or an unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs(path, mode=0o755):
+    """``mkdir -p`` that tolerates a concurrent creator."""
+    try:
+        os.makedirs(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def atomic_write(path, data, mode=0o644, durable=True):
+    """Write ``data`` (bytes) to ``path`` through a temp file, fsync and rename."""
+    directory = os.path.dirname(path) or '.'
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if durable:
+        fsync_dir(directory)
+
+
+def canonical_json(obj):
+    """The byte form every JSON document we hash is written in."""
+    return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
+
+
+def atomic_write_json(path, obj, mode=0o644, pretty=False):
+    if pretty:
+        data = json.dumps(obj, sort_keys=True, indent=2).encode('utf-8') + b'\n'
+    else:
+        data = canonical_json(obj)
+    atomic_write(path, data, mode)
+
+
+def read_json(path, default=None):
+    """Parse a JSON state file; ``default`` when it does not exist."""
+    try:
+        with open(path, 'rb') as f:
+            return json.loads(f.read().decode('utf-8'))
+    except FileNotFoundError:
+        return default
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_tree(path):
+    """Remove a file or a directory tree without following symlinks; missing is fine.
+
+    Directories are made writable first, so trees holding read-only
+    directories (as image layers do) go too.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        _unlink_quietly(path)
+        return
+    _remove_dir_contents(path)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_dir_contents(path):
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    with os.scandir(path) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _remove_dir_contents(entry.path)
+            try:
+                os.rmdir(entry.path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        else:
+            _unlink_quietly(entry.path)

@@ -1,0 +1,101 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one seam for system calls the ``os`` module lacks.
+
+One small function per call, each raising :class:`OSError` with the errno and
+the path it was about, so a failure reads ``mount "/x": permission denied``
+once wrapped by :meth:`KernelError.from_oserror`. libc is loaded lazily: the
+image commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+# umount2(2) flags
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+# namespaces (clone(2) flags)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+# prctl(2)
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    return _libc
+
+
+def _check(result, call, path=None):
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, '%s: %s' % (call, os.strerror(err)) if path is None else os.strerror(err), path)
+    return result
+
+
+def _b(path):
+    return None if path is None else os.fsencode(path)
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    """mount(2). ``data`` is the comma-separated option string."""
+    return _check(_lib().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+                  'mount', target)
+
+
+def umount(target, flags=0):
+    """umount2(2)."""
+    return _check(_lib().umount2(_b(target), ctypes.c_int(flags)), 'umount', target)
+
+
+def unshare(flags):
+    return _check(_lib().unshare(ctypes.c_int(flags)), 'unshare')
+
+
+def setns(fd, nstype=0):
+    return _check(_lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), 'setns')
+
+
+def pivot_root(new_root, put_old):
+    """pivot_root(2) has no glibc wrapper: it goes through syscall(2)."""
+    nr = {'x86_64': 155, 'aarch64': 41, 'riscv64': 41, 'ppc64le': 203, 's390x': 217}.get(os.uname().machine)
+    if nr is None:
+        raise OSError(38, 'pivot_root: no syscall number known for %s' % os.uname().machine)
+    return _check(_lib().syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), 'pivot_root', new_root)
+
+
+def sethostname(name):
+    data = name.encode()
+    return _check(_lib().sethostname(data, ctypes.c_size_t(len(data))), 'sethostname')
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    return _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), 'prctl')

@@ -1,0 +1,451 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The content store: an OCI image layout plus unpacked layers, under one root.
+
+::
+
+    <root>/oci/        oci-layout, index.json, blobs/sha256/   (skopeo and umoci read it as is)
+    <root>/layers/<chain-id hex>/   a layer unpacked, ready to be an overlay lowerdir
+    <root>/tmp/        blobs and layers being written (same filesystem, so rename is atomic)
+    <root>/locks/      the store locks
+
+Contracts:
+
+* ``put_*`` is idempotent: when it returns, the content is stored under its
+  digest, whole and verified; a writer killed halfway leaves only a temp file.
+* Every blob handed out (``read_blob``, ``open_blob``) is checked against its
+  digest; a mismatch raises :class:`CorruptContent`, never returns bad bytes.
+* Writers hold the *writer* lock shared for the whole operation; garbage
+  collection holds it exclusively, so it never deletes a blob that a running
+  import has written but not yet referenced. ``index.json`` changes under the
+  exclusive *index* lock (read, modify, atomic rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from . import fsutil
+from . import mediatypes as mt
+from .errors import CorruptContent, CtrError, KernelError, NotFound
+
+DEFAULT_ROOT = '/var/lib/ctr'
+REF_NAME = 'org.opencontainers.image.ref.name'
+CHUNK = 1 << 20
+
+
+def resolve_root(root=None):
+    """The store root: the argument, else ``$CTR_ROOT``, else ``/var/lib/ctr``."""
+    root = root or os.environ.get('CTR_ROOT') or DEFAULT_ROOT
+    return os.path.abspath(root)
+
+
+def digest_hex(digest):
+    algo, _, hexpart = digest.partition(':')
+    if algo != 'sha256' or len(hexpart) != 64 or not all(c in '0123456789abcdef' for c in hexpart):
+        raise CorruptContent('unsupported or malformed digest "%s"' % digest, digest=digest)
+    return hexpart
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor: what a manifest or index says about a blob."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict = field(default_factory=dict)
+    platform: dict = field(default_factory=dict)
+
+    def to_json(self):
+        out = {'mediaType': self.media_type, 'digest': self.digest, 'size': self.size}
+        if self.annotations:
+            out['annotations'] = dict(self.annotations)
+        if self.platform:
+            out['platform'] = dict(self.platform)
+        return out
+
+    @classmethod
+    def from_json(cls, obj, what='descriptor'):
+        try:
+            desc = cls(media_type=str(obj['mediaType']), digest=str(obj['digest']), size=int(obj['size']),
+                       annotations=dict(obj.get('annotations') or {}), platform=dict(obj.get('platform') or {}))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CorruptContent('%s is not a valid OCI descriptor: %s' % (what, json.dumps(obj)[:200]))
+        digest_hex(desc.digest)
+        if desc.size < 0:
+            raise CorruptContent('%s has a negative size' % what)
+        return desc
+
+
+class HashingWriter:
+    """A file-like sink that hashes what passes through and counts it."""
+
+    def __init__(self, target=None):
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self._hash.update(data)
+        self.size += len(data)
+        if self._target is not None:
+            self._target.write(data)
+        return len(data)
+
+    def flush(self):
+        if self._target is not None:
+            self._target.flush()
+
+    @property
+    def digest(self):
+        return 'sha256:' + self._hash.hexdigest()
+
+
+class VerifyingReader:
+    """Reads a stored blob and raises :class:`CorruptContent` at EOF if its digest is wrong."""
+
+    def __init__(self, path, digest, size=None):
+        self._f = open(path, 'rb')
+        self._hash = hashlib.sha256()
+        self._digest = digest
+        self._size = size
+        self._seen = 0
+        self._checked = False
+
+    def read(self, n=-1):
+        data = self._f.read(n)
+        self._hash.update(data)
+        self._seen += len(data)
+        if not data or n is None or n < 0:
+            self._check()
+        return data
+
+    def readinto(self, buf):
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def readable(self):
+        return True
+
+    def _check(self):
+        if self._checked:
+            return
+        self._checked = True
+        actual = 'sha256:' + self._hash.hexdigest()
+        if actual != self._digest or (self._size is not None and self._seen != self._size):
+            raise CorruptContent('stored blob %s is corrupt: its content hashes to %s' % (self._digest, actual),
+                                 digest=self._digest)
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class BlobWriter:
+    """Streams a new blob into ``<root>/tmp`` and renames it into place on :meth:`commit`."""
+
+    def __init__(self, store):
+        self._store = store
+        fd, self._tmp = tempfile.mkstemp(prefix=fsutil.TMP_PREFIX + 'blob-', dir=store.tmp_dir)
+        self._file = os.fdopen(fd, 'wb', buffering=0)
+        self._hasher = HashingWriter(self._file)
+        self.digest = None
+        self.size = 0
+
+    def write(self, data):
+        return self._hasher.write(data)
+
+    def flush(self):
+        pass
+
+    def commit(self, expected_digest=None):
+        """Fsync, verify and rename; returns the blob's digest."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.digest, self.size = self._hasher.digest, self._hasher.size
+        if expected_digest is not None and expected_digest != self.digest:
+            self.abort()
+            raise CorruptContent('blob content hashes to %s, not the expected %s' % (self.digest, expected_digest),
+                                 digest=expected_digest)
+        self._store._place(self._tmp, self.digest)
+        self._tmp = None
+        return self.digest
+
+    def abort(self):
+        if not self._file.closed:
+            self._file.close()
+        if self._tmp:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
+
+
+class Store:
+    """One store root. Cheap to construct; :meth:`init` creates the layout on first write."""
+
+    def __init__(self, root=None):
+        self.root = resolve_root(root)
+        self.oci_dir = os.path.join(self.root, 'oci')
+        self.blob_dir = os.path.join(self.oci_dir, 'blobs', 'sha256')
+        self.layers_dir = os.path.join(self.root, 'layers')
+        self.tmp_dir = os.path.join(self.root, 'tmp')
+        self.locks_dir = os.path.join(self.root, 'locks')
+        self.index_path = os.path.join(self.oci_dir, 'index.json')
+
+    # -- layout -------------------------------------------------------------
+
+    def exists(self):
+        return os.path.isfile(self.index_path)
+
+    def init(self):
+        """Create the layout (idempotent, safe to race)."""
+        try:
+            fsutil.makedirs(self.root, 0o711)
+            for path, mode in ((self.blob_dir, 0o755), (self.layers_dir, 0o700),
+                               (self.tmp_dir, 0o700), (self.locks_dir, 0o700)):
+                fsutil.makedirs(path, mode)
+            layout = os.path.join(self.oci_dir, 'oci-layout')
+            if not os.path.exists(layout):
+                fsutil.atomic_write(layout, fsutil.canonical_json({'imageLayoutVersion': '1.0.0'}))
+            if not os.path.exists(self.index_path):
+                with self._flock('index', exclusive=True):
+                    if not os.path.exists(self.index_path):
+                        self._write_index_doc({'schemaVersion': 2, 'mediaType': mt.OCI_INDEX, 'manifests': []})
+        except OSError as exc:
+            raise KernelError.from_oserror('initialise store', self.root, exc)
+        return self
+
+    # -- locks --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _flock(self, name, exclusive):
+        fsutil.makedirs(self.locks_dir, 0o700)
+        fd = os.open(os.path.join(self.locks_dir, name + '.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def writing(self):
+        """Held (shared) by every operation that adds content; excludes garbage collection."""
+        return self._flock('writers', exclusive=False)
+
+    def collecting(self):
+        return self._flock('writers', exclusive=True)
+
+    def index_lock(self):
+        return self._flock('index', exclusive=True)
+
+    # -- blobs --------------------------------------------------------------
+
+    def blob_path(self, digest):
+        return os.path.join(self.blob_dir, digest_hex(digest))
+
+    def has_blob(self, digest):
+        return os.path.isfile(self.blob_path(digest))
+
+    def blob_size(self, digest):
+        try:
+            return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFound('blob %s is not in the store at %s' % (digest, self.root), digest=digest)
+
+    def new_blob(self):
+        fsutil.makedirs(self.tmp_dir, 0o700)
+        return BlobWriter(self)
+
+    def put_bytes(self, data, expected_digest=None):
+        """Store ``data``; returns its digest. A blob already present is not rewritten."""
+        digest = 'sha256:' + hashlib.sha256(data).hexdigest()
+        if expected_digest is not None and expected_digest != digest:
+            raise CorruptContent('blob content hashes to %s, not the expected %s' % (digest, expected_digest),
+                                 digest=expected_digest)
+        if not self.has_blob(digest):
+            writer = self.new_blob()
+            try:
+                writer.write(data)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        return digest
+
+    def put_json(self, obj, media_type):
+        data = fsutil.canonical_json(obj)
+        return Descriptor(media_type, self.put_bytes(data), len(data))
+
+    def _place(self, tmp, digest):
+        final = self.blob_path(digest)
+        if os.path.exists(final):
+            os.unlink(tmp)
+            return
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, final)
+        fsutil.fsync_dir(self.blob_dir)
+
+    def read_blob(self, digest, limit=64 << 20):
+        """The whole (small) blob, verified."""
+        path = self.blob_path(digest)
+        try:
+            with open(path, 'rb') as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            raise NotFound('blob %s is not in the store at %s' % (digest, self.root), digest=digest)
+        if len(data) > limit:
+            raise CorruptContent('blob %s is larger than the %d bytes allowed for metadata' % (digest, limit))
+        actual = 'sha256:' + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise CorruptContent('stored blob %s is corrupt: its content hashes to %s' % (digest, actual), digest=digest)
+        return data
+
+    def read_json(self, digest, what='blob'):
+        data = self.read_blob(digest)
+        try:
+            return json.loads(data.decode('utf-8'))
+        except ValueError as exc:
+            raise CorruptContent('%s %s is not valid JSON: %s' % (what, digest, exc), digest=digest)
+
+    def open_blob(self, digest, size=None):
+        """A reader that verifies the digest when it reaches the end."""
+        try:
+            return VerifyingReader(self.blob_path(digest), digest, size)
+        except FileNotFoundError:
+            raise NotFound('blob %s is not in the store at %s' % (digest, self.root), digest=digest)
+
+    # -- index --------------------------------------------------------------
+
+    def read_index(self):
+        """The manifest descriptors of ``index.json`` (empty when the store is new)."""
+        try:
+            with open(self.index_path, 'rb') as f:
+                doc = json.loads(f.read().decode('utf-8'))
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise CorruptContent('store index %s is not valid JSON: %s' % (self.index_path, exc))
+        return [Descriptor.from_json(m, 'an entry of %s' % self.index_path) for m in doc.get('manifests') or []]
+
+    def _write_index_doc(self, doc):
+        fsutil.atomic_write(self.index_path, fsutil.canonical_json(doc))
+
+    def write_index(self, descriptors):
+        """Replace the manifest list; call under :meth:`index_lock`."""
+        doc = {'schemaVersion': 2, 'mediaType': mt.OCI_INDEX,
+               'manifests': [d.to_json() for d in descriptors]}
+        self._write_index_doc(doc)
+
+    # -- unpacked layers ----------------------------------------------------
+
+    def layer_dir(self, chain_id):
+        return os.path.join(self.layers_dir, digest_hex(chain_id))
+
+    def ensure_unpacked(self, layer_descriptors, diff_ids):
+        """Unpack every missing layer (lowest first); returns their directories, lowest first.
+
+        Each layer is extracted into a temp dir and renamed to ``layers/<chain id>``,
+        so a half-done unpack is never seen and two racing unpackers both succeed.
+        """
+        from . import layers  # keeps tar machinery off paths that never unpack
+
+        chains = layers.chain_ids(diff_ids)
+        dirs = []
+        with self.writing():
+            for desc, diff_id, chain in zip(layer_descriptors, diff_ids, chains):
+                final = self.layer_dir(chain)
+                dirs.append(final)
+                if os.path.isdir(final):
+                    continue
+                fsutil.makedirs(self.layers_dir, 0o700)
+                tmp = tempfile.mkdtemp(prefix=fsutil.TMP_PREFIX, dir=self.layers_dir)
+                os.chmod(tmp, 0o755)
+                try:
+                    with self.open_blob(desc.digest, desc.size) as src:
+                        layers.extract_layer(src, tmp, expected_diff_id=diff_id)
+                    try:
+                        os.rename(tmp, final)
+                    except OSError:
+                        if not os.path.isdir(final):
+                            raise
+                        fsutil.remove_tree(tmp)
+                except CtrError:
+                    fsutil.remove_tree(tmp)
+                    raise
+                except OSError as exc:
+                    fsutil.remove_tree(tmp)
+                    raise KernelError.from_oserror('unpack layer %s into' % diff_id, final, exc)
+        return dirs
+
+    # -- garbage collection ------------------------------------------------
+
+    def gc(self, extra_roots=(), extra_chains=()):
+        """Remove blobs and unpacked layers nothing references; returns what went.
+
+        Roots are the manifests in ``index.json`` plus ``extra_roots`` (manifest
+        digests that later rooms, e.g. containers, keep alive) and ``extra_chains``.
+        """
+        from . import layers
+
+        removed = GcReport()
+        if not self.exists():
+            return removed
+        with self.collecting():
+            keep_blobs, keep_chains = set(), set(extra_chains)
+            manifests = [d.digest for d in self.read_index()] + list(extra_roots)
+            for digest in manifests:
+                self._mark(digest, keep_blobs, keep_chains, layers)
+            for name in sorted(os.listdir(self.blob_dir)):
+                if 'sha256:' + name not in keep_blobs:
+                    path = os.path.join(self.blob_dir, name)
+                    removed.bytes += os.lstat(path).st_size
+                    os.unlink(path)
+                    removed.blobs.append('sha256:' + name)
+            if os.path.isdir(self.layers_dir):
+                for name in sorted(os.listdir(self.layers_dir)):
+                    if name.startswith(fsutil.TMP_PREFIX) or 'sha256:' + name not in keep_chains:
+                        fsutil.remove_tree(os.path.join(self.layers_dir, name))
+                        if not name.startswith(fsutil.TMP_PREFIX):
+                            removed.layers.append('sha256:' + name)
+            if os.path.isdir(self.tmp_dir):
+                for name in os.listdir(self.tmp_dir):
+                    fsutil.remove_tree(os.path.join(self.tmp_dir, name))
+        return removed
+
+    def _mark(self, digest, keep_blobs, keep_chains, layers):
+        if digest in keep_blobs or not self.has_blob(digest):
+            return
+        keep_blobs.add(digest)
+        doc = self.read_json(digest, 'manifest')
+        for child in doc.get('manifests') or []:
+            self._mark(child['digest'], keep_blobs, keep_chains, layers)
+        config = doc.get('config')
+        if config:
+            keep_blobs.add(config['digest'])
+            if self.has_blob(config['digest']):
+                diff_ids = (self.read_json(config['digest'], 'config').get('rootfs') or {}).get('diff_ids') or []
+                keep_chains.update(layers.chain_ids(diff_ids))
+        for layer in doc.get('layers') or []:
+            keep_blobs.add(layer['digest'])
+
+
+@dataclass
+class GcReport:
+    blobs: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+    bytes: int = 0
