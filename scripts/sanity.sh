@@ -28,7 +28,9 @@ log() { printf 'sanity: %s\n' "$*"; }
 
 # PATH without pyenv's shims.
 clean_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -e '/\.pyenv/shims$' -e '/pyenv-virtualenv/shims$' | paste -sd: -)
-pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+pyenv_root=${PYENV_ROOT:-$home/.pyenv}
+export HOME=$home  # ansible-test refuses to run without it
 
 find_python() {
     local version=$1 candidate

@@ -15,7 +15,7 @@ options:
         unpacked layers, containers, volumes and networks.
       - When not given, the environment variable E(CTR_ROOT) of the module's process is used,
         then C(/var/lib/ctr).
-      - Set it for a whole play with O(module_defaults) and the action group C(daemonless.ctr.ctr).
+      - Set it for a whole play with C(module_defaults) and the action group C(daemonless.ctr.ctr).
     type: path
     default: /var/lib/ctr
 notes:

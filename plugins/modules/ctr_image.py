@@ -88,7 +88,7 @@ options:
     type: bool
     default: false
 author:
-  - daemonless.ctr contributors
+  - daemonless.ctr contributors (@daemonless)
 seealso:
   - module: daemonless.ctr.ctr_image_info
 '''

@@ -29,7 +29,7 @@ options:
     type: list
     elements: str
 author:
-  - daemonless.ctr contributors
+  - daemonless.ctr contributors (@daemonless)
 seealso:
   - module: daemonless.ctr.ctr_image
 '''

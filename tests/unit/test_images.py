@@ -197,7 +197,7 @@ def test_unpack_refuses_a_corrupt_blob(images, tree):
         f.write(bytes(data))
     with pytest.raises(CorruptContent):
         images.unpack('a')
-    assert [n for n in os.listdir(images.store.layers_dir)] == []
+    assert os.listdir(images.store.layers_dir) == []
 
 
 def test_inspect_shape_is_json_and_docker_like(images, tree):

@@ -229,18 +229,18 @@ def test_pack_is_deterministic_across_dirs_and_mtimes(tmp_path):
     second, blob2 = pack(tmp_path / 'two', mtime_clamp=CLAMP)
     assert first == second
     assert blob1 == blob2
-    again, _ = pack(tmp_path / 'one', mtime_clamp=CLAMP)
+    again = pack(tmp_path / 'one', mtime_clamp=CLAMP)[0]
     assert again == first
-    unclamped1, _ = pack(tmp_path / 'one')
-    unclamped2, _ = pack(tmp_path / 'two')
+    unclamped1 = pack(tmp_path / 'one')[0]
+    unclamped2 = pack(tmp_path / 'two')[0]
     assert unclamped1.diff_id != unclamped2.diff_id
 
 
 def test_pack_ids_change_with_content(tmp_path):
     build_tree(str(tmp_path / 'one'), content=b'hello\n')
     build_tree(str(tmp_path / 'two'), content=b'hellO\n')
-    first, _ = pack(tmp_path / 'one', mtime_clamp=CLAMP)
-    second, _ = pack(tmp_path / 'two', mtime_clamp=CLAMP)
+    first = pack(tmp_path / 'one', mtime_clamp=CLAMP)[0]
+    second = pack(tmp_path / 'two', mtime_clamp=CLAMP)[0]
     assert first.diff_id != second.diff_id
     assert first.digest != second.digest
 
@@ -353,6 +353,51 @@ def test_pack_uncompressed_digest_is_the_diff_id(tmp_path):
 def test_pack_refuses_bad_options(tmp_path, kwargs, message):
     with pytest.raises(InvalidArgument, match=message):
         layers.pack_tree(str(tmp_path), io.BytesIO(), **kwargs)
+
+
+@pytest.mark.parametrize('clamp', [-1, 1.5, '1600000000', True])
+def test_pack_refuses_bad_mtime_clamp(tmp_path, clamp):
+    with pytest.raises(InvalidArgument, match='mtime clamp'):
+        layers.pack_tree(str(tmp_path), io.BytesIO(), mtime_clamp=clamp)
+
+
+def test_pack_round_trips_long_and_non_utf8_names(tmp_path):
+    root = tmp_path / 'src'
+    deep = os.path.join(str(root), 'd' * 90, 'e' * 90)
+    os.makedirs(deep)
+    with open(os.path.join(deep, 'f' * 200), 'wb') as f:
+        f.write(b'long')
+    with open(os.path.join(os.fsencode(str(root)), b'bad-\xff\xfe-name'), 'wb') as f:
+        f.write(b'bytes')
+    os.symlink('t' * 300, str(root / 'longlink'))
+    os.symlink('caf\u00e9', str(root / 'unicode'))
+    digests, blob = pack(root)
+    listing = subprocess.run(['tar', '--quoting-style=literal', '-tzf', '-'], input=blob,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
+    assert b'bad-\xff\xfe-name\n' in listing and os.fsencode('f' * 200) in listing
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    extract(blob, dest)
+    assert snapshot(str(dest)) == snapshot(str(root))
+
+
+@pytest.mark.parametrize('field, value', [
+    ('uid', 3000000), ('gid', 8 ** 7), ('mtime', -5), ('mtime', 8 ** 11 + 7), ('uid', 0), ('mtime', 8 ** 11 - 1),
+])
+def test_tar_header_puts_out_of_range_numbers_in_pax_records(field, value):
+    header = layers.tar_header(b'entry', b'0', **{field: value})
+    blob = header + bytes(1024)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        member = tar.next()
+    assert getattr(member, field) == value
+    assert (field in member.pax_headers) == (not 0 <= value < 8 ** (11 if field == 'mtime' else 7))
+    assert len(header) % 512 == 0
+
+
+def test_open_uncompressed_reads_zero_bytes_as_empty():
+    reader = layers.open_uncompressed(io.BytesIO(gzip.compress(b'data')))
+    assert reader.read(0) == b''
+    assert reader.read() == b'data'
 
 
 def test_pack_missing_source_is_not_found(tmp_path):
@@ -500,27 +545,32 @@ def test_hostile_absolute_name_lands_inside(tmp_path, place):
     assert_outside_untouched(tmp_path, outside)
 
 
+# A broken resolver would follow these symlinks on the host; every follow-up name is chosen so
+# that it would then land in the test's own "outside" dir (and be detected), never elsewhere.
+
 def test_hostile_symlink_to_root_then_child_lands_inside(tmp_path, place):
     layer, outside = place
-    target = str(outside / 'sentinel').lstrip('/')
-    extract(make_tar([('evil', 'symlink', '/'), ('evil/x', 'file', b'1'),
-                      ('evil/' + target, 'file', b'evil')]), layer)
-    assert (layer / 'x').read_bytes() == b'1'
-    assert (layer / target).read_bytes() == b'evil'
+    via_root = str(outside).lstrip('/')
+    extract(make_tar([('evil', 'symlink', '/'), ('evil/' + via_root + '/x', 'file', b'1'),
+                      ('evil/' + via_root + '/sentinel', 'file', b'evil')]), layer)
+    assert (layer / via_root / 'x').read_bytes() == b'1'
+    assert (layer / via_root / 'sentinel').read_bytes() == b'evil'
     assert os.readlink(str(layer / 'evil')) == '/'
     assert_outside_untouched(tmp_path, outside)
 
 
 def test_hostile_symlink_climbing_dotdot_is_clamped_at_the_root(tmp_path, place):
     layer, outside = place
-    extract(make_tar([('evil', 'symlink', '../../..'), ('evil/outside/sentinel', 'file', b'evil')]), layer)
-    assert (layer / 'outside' / 'sentinel').read_bytes() == b'evil'
+    # layer/../../.. is tmp_path's grandparent; come back down to outside from there
+    down = '%s/%s/outside' % (tmp_path.parent.name, tmp_path.name)
+    extract(make_tar([('evil', 'symlink', '../../..'), ('evil/' + down + '/sentinel', 'file', b'evil')]), layer)
+    assert (layer / down / 'sentinel').read_bytes() == b'evil'
     assert_outside_untouched(tmp_path, outside)
 
 
 def test_hostile_nested_symlink_climbing_dotdot_is_clamped(tmp_path, place):
     layer, outside = place
-    extract(make_tar([('a/b/', 'dir', None), ('a/b/evil', 'symlink', '../../../../outside'),
+    extract(make_tar([('a/b/', 'dir', None), ('a/b/evil', 'symlink', '../../../outside'),
                       ('a/b/evil/sentinel', 'file', b'evil')]), layer)
     assert (layer / 'outside' / 'sentinel').read_bytes() == b'evil'
     assert_outside_untouched(tmp_path, outside)
@@ -538,9 +588,11 @@ def test_hostile_symlink_to_outside_absolute_path_lands_inside(tmp_path, place):
 
 def test_hostile_dotdot_symlink_chain_stays_inside(tmp_path, place):
     layer, outside = place
+    # on the host, layer/up is tmp_path and layer/d/up2 is tmp_path's parent
     extract(make_tar([('up', 'symlink', '..'), ('d/', 'dir', None), ('d/up2', 'symlink', '../up/..'),
-                      ('d/up2/up/up/x', 'file', b'1'), ('up/up/outside/sentinel', 'file', b'evil')]), layer)
-    assert (layer / 'x').read_bytes() == b'1'
+                      ('d/up2/%s/outside/x' % tmp_path.name, 'file', b'1'),
+                      ('up/outside/sentinel', 'file', b'evil')]), layer)
+    assert (layer / tmp_path.name / 'outside' / 'x').read_bytes() == b'1'
     assert (layer / 'outside' / 'sentinel').read_bytes() == b'evil'
     assert_outside_untouched(tmp_path, outside)
 
@@ -573,7 +625,7 @@ def test_hostile_hardlink_through_symlink_is_refused(tmp_path, place):
 def test_hostile_hardlink_through_dotdot_symlink_is_refused(tmp_path, place):
     layer, outside = place
     with pytest.raises(UnsafeContent, match='does not exist in this layer'):
-        extract(make_tar([('up', 'symlink', '../..'), ('h', 'hardlink', 'up/outside/sentinel')]), layer)
+        extract(make_tar([('up', 'symlink', '..'), ('h', 'hardlink', 'up/outside/sentinel')]), layer)
     assert_outside_untouched(tmp_path, outside)
 
 
@@ -744,23 +796,27 @@ def _truncated_at_member_boundary():
     return blob[:blob.index(b'x' * 512) + 512]
 
 
-@pytest.mark.parametrize('blob, message', [
-    (b'', 'is empty'),
-    (b'this is not a tar archive at all' * 40, 'is not a readable tar archive'),
-    (os.urandom(4096), 'is not a readable tar archive'),
-    (_truncated_in_data(), 'unexpected end of data|truncated'),
-    (_truncated_at_member_boundary(), 'truncated: it ends without the tar end-of-archive marker'),
-    (make_tar([('f', 'file', b'x')])[:1024] + b'garbage!' * 64, 'invalid tar header'),
-    (gzip.compress(make_tar([('f', 'file', b'x' * 9000)]))[:-20], 'gzip stream is truncated'),
-    (gzip.compress(make_tar([('f', 'file', b'x')])) + b'junk', 'trailing garbage'),
-    (b'\x1f\x8b\x08\x00' + b'\x00' * 6 + b'not deflate data', 'gzip stream is corrupt'),
-])
+CORRUPT = [
+    ('empty', b'', 'is empty'),
+    ('text', b'this is not a tar archive at all' * 40, 'is not a readable tar archive'),
+    ('noise', bytes((i * 151 + 7) % 256 for i in range(4096)), 'is not a readable tar archive'),
+    ('cut-in-data', _truncated_in_data(), 'unexpected end of data|truncated'),
+    ('cut-at-member-end', _truncated_at_member_boundary(), 'truncated: it ends without the tar end-of-archive'),
+    ('garbage-header', make_tar([('f', 'file', b'x')])[:1024] + b'garbage!' * 64, 'invalid tar header'),
+    ('cut-gzip', gzip.compress(make_tar([('f', 'file', b'x' * 9000)]), mtime=0)[:-20], 'gzip stream is truncated'),
+    ('gzip-junk', gzip.compress(make_tar([('f', 'file', b'x')]), mtime=0) + b'junk', 'trailing garbage'),
+    ('bad-deflate', b'\x1f\x8b\x08\x00' + b'\x00' * 6 + b'not deflate data', 'gzip stream is corrupt'),
+]
+
+
+@pytest.mark.parametrize('blob, message', [c[1:] for c in CORRUPT], ids=[c[0] for c in CORRUPT])
 def test_import_refuses_corrupt_archives(blob, message):
     with pytest.raises(CorruptContent, match=message):
         layers.import_tar(io.BytesIO(blob), io.BytesIO())
 
 
-@pytest.mark.parametrize('blob', [_truncated_in_data(), _truncated_at_member_boundary()])
+@pytest.mark.parametrize('blob', [_truncated_in_data(), _truncated_at_member_boundary()],
+                         ids=['cut-in-data', 'cut-at-member-end'])
 def test_extract_refuses_truncated_archives(tmp_path, blob):
     with pytest.raises(CorruptContent):
         extract(blob, tmp_path)

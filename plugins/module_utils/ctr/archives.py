@@ -95,12 +95,12 @@ def _docker_members(selection):
         tags = [str(Reference.parse(n)) for n in names]
         manifest.append({'Config': config_name, 'RepoTags': tags or None, 'Layers': layer_paths})
         for tag in tags:
-            repo, _, t = tag.rpartition(':')
+            repo, dummy, t = tag.rpartition(':')
             if layer_paths:
                 repositories.setdefault(repo, {})[t] = layer_paths[-1].split('/')[0]
     members.append(_bytes_member('manifest.json', json.dumps(manifest, separators=(',', ':')).encode()))
-    members.append(_bytes_member('repositories', json.dumps(repositories, sort_keys=True,
-                                                              separators=(',', ':')).encode()))
+    repositories_json = json.dumps(repositories, sort_keys=True, separators=(',', ':'))
+    members.append(_bytes_member('repositories', repositories_json.encode()))
     return members
 
 
@@ -390,7 +390,7 @@ def _diff_ids(config_bytes, archive, what):
 
 
 def _blob_name(digest):
-    algo, _, hexpart = digest.partition(':')
+    algo, dummy, hexpart = digest.partition(':')
     return 'blobs/%s/%s' % (algo, hexpart)
 
 

@@ -15,6 +15,14 @@ import time
 from .errors import CtrError
 
 
+def _out(text):
+    sys.stdout.write('%s\n' % text)
+
+
+def _err(text):
+    sys.stderr.write('%s\n' % text)
+
+
 def _images(args):
     from .images import ImageStore
     from .refs import Reference
@@ -30,12 +38,12 @@ def _images(args):
             rows.append((repo, tag, image.short_id, image.config.get('created', ''), _human(image.size)))
     if args.quiet:
         for image_id in dict.fromkeys(r[2] for r in rows):
-            print(image_id)
+            _out(image_id)
         return 0
     header = ('REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE')
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
     for row in [header] + rows:
-        print('   '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        _out('   '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0
 
 
@@ -51,14 +59,14 @@ def _inspect(args):
     from .images import ImageStore
     images = ImageStore(args.root)
     out = [images.get(name).inspect(images.store) for name in args.names]
-    print(json.dumps(out, indent=4, sort_keys=True))
+    _out(json.dumps(out, indent=4, sort_keys=True))
     return 0
 
 
 def _import(args):
     from .images import ImageStore
     outcome = ImageStore(args.root).import_rootfs(args.path, args.name, changes=args.change, message=args.message)
-    print(outcome.image.id)
+    _out(outcome.image.id)
     return 0
 
 
@@ -68,9 +76,9 @@ def _save(args):
     started = time.time()
     changed = archives.save(ImageStore(args.root), args.names, args.output, args.format)
     if not changed:
-        print('%s already holds these images; not rewritten' % args.output, file=sys.stderr)
+        _err('%s already holds these images; not rewritten' % args.output)
     elif args.verbose:
-        print('saved in %.2fs' % (time.time() - started), file=sys.stderr)
+        _err('saved in %.2fs' % (time.time() - started))
     return 0
 
 
@@ -79,7 +87,7 @@ def _load(args):
     from .images import ImageStore
     outcome = archives.load(ImageStore(args.root), args.input, name=args.name)
     for image in outcome.images:
-        print('Loaded image: %s' % (', '.join(image.names) or image.id))
+        _out('Loaded image: %s' % (', '.join(image.names) or image.id))
     return 0
 
 
@@ -96,24 +104,24 @@ def _rmi(args):
     for name in args.names:
         outcome = images.remove(name, force=args.force)
         if not outcome.changed:
-            print('ctr: error: no such image: %s' % name, file=sys.stderr)
+            _err('ctr: error: no such image: %s' % name)
             status = 1
         for action in outcome.actions:
-            print(action[0].upper() + action[1:])
+            _out(action[0].upper() + action[1:])
     return status
 
 
 def _unpack(args):
     from .images import ImageStore
     for path in ImageStore(args.root).unpack(args.name):
-        print(path)
+        _out(path)
     return 0
 
 
 def _gc(args):
     from .store import Store
     report = Store(args.root).gc()
-    print('removed %d blobs (%d bytes) and %d unpacked layers' % (len(report.blobs), report.bytes, len(report.layers)))
+    _out('removed %d blobs (%d bytes) and %d unpacked layers' % (len(report.blobs), report.bytes, len(report.layers)))
     return 0
 
 
@@ -174,7 +182,7 @@ def main(argv=None):
     try:
         return args.func(args)
     except CtrError as exc:
-        print('ctr: error: %s' % exc.msg, file=sys.stderr)
+        _err('ctr: error: %s' % exc.msg)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -35,10 +35,10 @@ def parse_instruction(text, what='change'):
     stripped = (text or '').strip()
     if not stripped:
         raise InvalidArgument('%s "%s" is empty' % (what, text))
-    keyword, _, args = stripped.partition(' ')
+    keyword, dummy, args = stripped.partition(' ')
     keyword = keyword.upper()
     if '\t' in keyword:
-        keyword, _, more = keyword.partition('\t')
+        keyword, dummy, more = keyword.partition('\t')
         args = more + ' ' + args
     return Instruction(keyword, args.strip(), stripped)
 
@@ -96,7 +96,7 @@ def key_values(inst, legacy_allowed=True):
         raise InvalidArgument('%s needs at least one key=value pair' % what)
     first = split_words(inst.args, what)
     if legacy_allowed and '=' not in first[0]:
-        key, _, value = inst.args.partition(' ')
+        key, dummy, value = inst.args.partition(' ')
         if not value.strip():
             raise InvalidArgument('%s must have a value: use %s key=value' % (what, inst.keyword))
         return [(key, value.strip())]

@@ -229,8 +229,8 @@ class ImageStore:
         with self.store.index_lock():
             index = self.store.read_index()
             current = {d.annotations.get(REF_NAME): d.digest for d in index}
-            if all(current.get(n) == manifest_desc.digest for n in wanted) and (wanted or manifest_desc.digest
-                                                                                  in current.values()):
+            present = manifest_desc.digest in current.values()
+            if all(current.get(n) == manifest_desc.digest for n in wanted) and (wanted or present):
                 return False
             if check:
                 return True

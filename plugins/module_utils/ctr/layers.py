@@ -11,7 +11,8 @@ calling thread while a worker thread deflates it (zlib and hashlib release the
 GIL on big buffers) behind our own fixed gzip header, so the same tree always
 gives the same bytes. Writing a blob into the store atomically is the
 caller's job; these functions only write to the file object they are given.
-Extraction lives in ``layers_extract`` (descriptor-based, hostile-input safe).
+Reading and validating tar streams and the descriptor-based, hostile-input
+safe extraction live in ``layers_extract``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import queue
 import re
 import stat
 import struct
-import tarfile
 import threading
 import zlib
 from dataclasses import dataclass
 
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
-from .layers_extract import (OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, LayerWriter, is_overlay_whiteout,
-                             whiteout_name)
+from .layers_extract import (OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, TAR_ERRORS, LayerWriter, TarScan,
+                             is_overlay_whiteout, whiteout_name)
 
 MEDIA_TYPE_TAR = 'application/vnd.oci.image.layer.v1.tar'
 MEDIA_TYPE_TAR_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip'
@@ -46,7 +46,6 @@ _ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 _DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
 _NOT_PACKED_XATTRS = ('security.selinux', 'trusted.overlay.')
 _OVERLAY_UNPACKABLE = ('trusted.overlay.redirect', 'trusted.overlay.metacopy')
-_MAX_META_SIZE = 16 << 20   # largest pax / GNU long-name header we accept
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,8 @@ class _GzipReader:
     def read(self, size=-1):
         if size is None or size < 0:
             return b''.join(iter(lambda: self.read(_CHUNK), b''))
+        if size == 0:       # zlib reads max_length 0 as "no limit"
+            return b''
         while not self._eof:
             if self._dec is None and not self._start_member():
                 self._eof = True
@@ -429,6 +430,10 @@ def pack_tree(src_dir, out, *, compression='gzip', level=6, mtime_clamp=None, ov
     upper dir (0/0 character devices and opaque directories become OCI
     whiteouts). One streaming pass; returns the LayerDigests.
     """
+    if mtime_clamp is not None and (isinstance(mtime_clamp, bool) or not isinstance(mtime_clamp, int)
+                                    or mtime_clamp < 0):
+        raise InvalidArgument('mtime clamp "%s" is not a non-negative integer (seconds since the epoch)'
+                              % (mtime_clamp,), mtime_clamp=mtime_clamp)
     sink = _BlobSink(out, compression, level)
     try:
         _TreePacker(src_dir, sink, mtime_clamp, overlay_whiteouts, skip).run()
@@ -486,8 +491,8 @@ class _TreePacker:
         except OSError as exc:
             raise KernelError.from_oserror('pack', self._where, exc) from None
         finally:
-            for dir_fd, _, _ in stack:
-                os.close(dir_fd)
+            for frame in stack:
+                os.close(frame[0])
 
     def _children(self, dir_fd, prefix, dir_st):
         items = []
@@ -603,87 +608,6 @@ def _getxattr(target, key, **kwargs):
         raise
 
 
-# -- reading tars ---------------------------------------------------------------------------------
-
-class _CheckedTarInfo(tarfile.TarInfo):
-    """Records why tarfile stopped, and refuses huge metadata headers (hostile input)."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        tar._ctr_stop = None
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.HeaderError as exc:
-            tar._ctr_stop = exc
-            raise
-
-    @classmethod
-    def frombuf(cls, buf, encoding, errors):
-        obj = super().frombuf(buf, encoding, errors)
-        if obj.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-                        tarfile.GNUTYPE_LONGLINK) and obj.size > _MAX_META_SIZE:
-            raise CorruptContent('tar metadata header "%s" is %d bytes long; more than %d is refused'
-                                 % (obj.name, obj.size, _MAX_META_SIZE))
-        return obj
-
-
-_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, ValueError, OverflowError)
-
-
-class _TarScan:
-    """Reads a tar stream member by member, all of it, and checks that it ends properly."""
-
-    def __init__(self, raw, what, sink=None):
-        self.what = what
-        self._raw = raw
-        self._sink = sink
-        self._hash = hashlib.sha256() if sink is None else None
-        try:
-            self.tar = tarfile.open(fileobj=self, mode='r|', bufsize=_CHUNK, tarinfo=_CheckedTarInfo)
-        except _TAR_ERRORS as exc:
-            raise self._corrupt(exc) from None
-
-    def read(self, size=-1):
-        """The stream tarfile reads: every byte is hashed (or handed to the sink) on its way."""
-        data = self._raw.read(size)
-        if data:
-            if self._hash is not None:
-                self._hash.update(data)
-            else:
-                self._sink.write(data)
-        return data
-
-    def members(self):
-        while True:
-            try:
-                member = self.tar.next()
-            except _TAR_ERRORS as exc:
-                raise self._corrupt(exc) from None
-            if member is None:
-                break
-            self.tar.members = []     # stream mode: keep no index (Python < 3.13 does)
-            yield member
-        stop = getattr(self.tar, '_ctr_stop', None)
-        if not isinstance(stop, tarfile.EOFHeaderError):
-            if isinstance(stop, tarfile.InvalidHeaderError):
-                raise CorruptContent('%s is corrupt: invalid tar header at byte %d (%s)'
-                                     % (self.what, self.tar.offset, stop))
-            raise CorruptContent('%s is truncated: it ends without the tar end-of-archive marker' % self.what)
-        while self.read(_CHUNK):      # what follows the end-of-archive blocks counts too
-            pass
-
-    def diff_id(self):
-        return 'sha256:' + self._hash.hexdigest()
-
-    def _corrupt(self, exc):
-        if isinstance(exc, CorruptContent):
-            return exc
-        reason = str(exc) or type(exc).__name__
-        if 'empty file' in reason:
-            return CorruptContent('%s is empty' % self.what)
-        return CorruptContent('%s is not a readable tar archive: %s' % (self.what, reason))
-
-
 def import_tar(src, out, *, compression='gzip', level=6):
     """Take an existing tar (plain, gzip or zstd) as a layer, as ``docker import`` does.
 
@@ -693,9 +617,9 @@ def import_tar(src, out, *, compression='gzip', level=6):
     """
     sink = _BlobSink(out, compression, level)
     try:
-        scan = _TarScan(open_uncompressed(src), 'imported archive', sink=sink)
-        for _ in scan.members():
-            pass
+        scan = TarScan(open_uncompressed(src), 'imported archive', sink=sink)
+        for member in scan.members():
+            del member     # parsing every header is the validation
         return sink.finish()
     finally:
         sink.abort()
@@ -710,14 +634,14 @@ def extract_layer(src, dest_dir, *, expected_diff_id=None):
     """
     if expected_diff_id is not None:
         _check_digest(expected_diff_id, 'expected diff ID')
-    scan = _TarScan(open_uncompressed(src), 'layer archive')
+    scan = TarScan(open_uncompressed(src), 'layer archive')
     with LayerWriter(dest_dir) as writer:
         for member in scan.members():
             try:
                 data = scan.tar.extractfile(member) if member.isreg() else None
                 writer.apply(member, data)
-            except _TAR_ERRORS as exc:
-                raise scan._corrupt(exc) from None
+            except TAR_ERRORS as exc:
+                raise scan.corrupt(exc) from None
         diff_id = scan.diff_id()
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise CorruptContent('layer archive has diff ID %s, not the expected %s' % (diff_id, expected_diff_id),

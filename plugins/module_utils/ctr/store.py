@@ -47,7 +47,7 @@ def resolve_root(root=None):
 
 
 def digest_hex(digest):
-    algo, _, hexpart = digest.partition(':')
+    algo, dummy, hexpart = digest.partition(':')
     if algo != 'sha256' or len(hexpart) != 64 or not all(c in '0123456789abcdef' for c in hexpart):
         raise CorruptContent('unsupported or malformed digest "%s"' % digest, digest=digest)
     return hexpart
