@@ -23,16 +23,17 @@ SANITY_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps podman-check venv collection unit sanity integration test demo clean
+.PHONY: help deps podman-check venv collection unit unit-oldest sanity integration test demo clean
 
 help:
 	@echo 'make deps         Debian packages (apt-get, as root) and podman settings for this host'
 	@echo 'make venv         .venv with requirements.txt (rebuilt when requirements.txt changes)'
 	@echo 'make collection   copy the repo to build/ansible_collections/daemonless/ctr'
 	@echo 'make unit         pytest tests/unit              (PYTEST_ARGS=$(PYTEST_ARGS))'
+	@echo 'make unit-oldest  the engine unit tests on Python 3.9 (the oldest a managed host may have)'
 	@echo 'make sanity       ansible-test sanity, Python 3.9..3.13 as found (SANITY_ARGS=...)'
 	@echo 'make integration  pytest tests/integration, as root'
-	@echo 'make test         deps venv unit sanity integration, stopping at the first failure'
+	@echo 'make test         deps venv unit unit-oldest sanity integration, stopping at the first failure'
 	@echo 'make demo         deps venv collection, then ansible-playbook $(PLAYBOOK)'
 	@echo 'make clean        remove build/ and tests/output/ (keeps .venv)'
 
@@ -51,7 +52,7 @@ collection:
 	@command -v rsync >/dev/null || { echo 'rsync is missing: run make deps' >&2; exit 1; }
 	mkdir -p $(COLLECTION)
 	rsync -a --delete \
-	    --exclude=/.git --exclude=/.venv --exclude=/build --exclude=/tests/output \
+	    --exclude=/.git --exclude=/.venv --exclude=/.venv-py39 --exclude=/build --exclude=/tests/output \
 	    --exclude=/bench/data --exclude=__pycache__ --exclude='*.pyc' --exclude=.pytest_cache \
 	    ./ $(COLLECTION)/
 	@# ansible-test lists a collection's files with git when it finds a .git in or above the
@@ -62,6 +63,9 @@ collection:
 unit: venv
 	scripts/pytest.sh $(VPY) tests/unit $(PYTEST_ARGS)
 
+unit-oldest:
+	scripts/unit-oldest.sh $(PYTEST_ARGS)
+
 sanity: venv collection
 	scripts/sanity.sh $(VENV) $(COLLECTION) $(SANITY_ARGS)
 
@@ -69,7 +73,7 @@ integration: venv
 	@[ "$$(id -u)" -eq 0 ] || { echo 'integration tests need root' >&2; exit 1; }
 	scripts/pytest.sh $(VPY) tests/integration $(PYTEST_ARGS)
 
-test: deps venv unit sanity integration
+test: deps venv unit unit-oldest sanity integration
 
 demo: deps venv collection
 	@[ -f $(PLAYBOOK) ] || { echo '$(PLAYBOOK) does not exist yet' >&2; exit 1; }

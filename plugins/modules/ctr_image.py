@@ -87,6 +87,10 @@ options:
         several names or an ID.
     type: bool
     default: false
+notes:
+  - In check mode nothing is imported or loaded, so a later task of the same play that expects the image
+    (O(source=local)) fails as it would on a host without it; put O(repository) and O(archive_path) on the
+    importing task itself to have them predicted too.
 author:
   - daemonless.ctr contributors (@daemonless)
 seealso:

@@ -1,0 +1,63 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The modules through real ansible-playbook runs: AnsiballZ packs the engine (relative imports and all),
+`module_defaults: group/daemonless.ctr.ctr` sets the root for every module, check and diff modes."""
+
+from __future__ import annotations
+
+import os
+
+PLAY = '''
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/daemonless.ctr.ctr:
+      root: {root}
+  tasks:
+    - name: import
+      daemonless.ctr.ctr_image:
+        name: busybox
+        source: import
+        import_path: {rootfs}
+        changes: ['CMD ["sh"]']
+      environment:
+        SOURCE_DATE_EPOCH: "1700000000"
+    - name: save
+      daemonless.ctr.ctr_image:
+        name: busybox
+        source: import
+        import_path: {rootfs}
+        changes: ['CMD ["sh"]']
+        archive_path: {archive}
+      environment:
+        SOURCE_DATE_EPOCH: "1700000000"
+    - name: info
+      daemonless.ctr.ctr_image_info:
+        name: [busybox]
+'''
+
+
+def test_playbook_with_module_defaults_check_and_diff(run_playbook, store_root, busybox_rootfs, tmp_path):
+    play = PLAY.format(root=store_root, rootfs=busybox_rootfs, archive=tmp_path / 'busybox.tar')
+
+    predicted = run_playbook(play, check=True, diff=True)
+    assert predicted.rc == 0, predicted.stdout + predicted.stderr
+    assert predicted.task('import')['changed'] and predicted.task('save')['changed']
+    assert predicted.task('info')['images'] == []
+    assert not os.path.exists(store_root / 'oci') and not os.path.exists(tmp_path / 'busybox.tar')
+
+    first = run_playbook(play, diff=True)
+    assert first.rc == 0, first.stdout + first.stderr
+    assert first.task('import')['changed'] and first.task('save')['changed']
+    assert first.task('save')['actions'] == ['saved docker.io/library/busybox:latest to %s as docker-archive'
+                                             % (tmp_path / 'busybox.tar')]
+    assert first.task('import')['diff']['after']['names'] == ['docker.io/library/busybox:latest']
+    image = first.task('info')['images'][0]
+    assert image['Created'] == '2023-11-14T22:13:20Z'
+    assert os.path.isfile(tmp_path / 'busybox.tar')
+
+    again = run_playbook(play, check=True)
+    assert again.rc == 0 and not again.task('import')['changed'] and not again.task('save')['changed']
+    repeat = run_playbook(play)
+    assert repeat.rc == 0 and not repeat.task('import')['changed'] and not repeat.task('save')['changed']
+    assert repeat.task('info')['images'][0]['Id'] == image['Id']
