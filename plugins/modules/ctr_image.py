@@ -175,7 +175,10 @@ def _summary(images, name):
 
 def _target_name(name, repository):
     """``repository`` as a full name; a bare repository takes ``name``'s tag."""
-    ref = Reference.parse(repository, default_tag=False)
+    try:
+        ref = Reference.parse(repository, default_tag=False)
+    except InvalidArgument as exc:
+        raise InvalidArgument('repository: %s' % exc.msg)
     if ref.tag or ref.digest:
         return str(ref)
     return str(ref.with_tag(Reference.parse(name).tag or 'latest'))
@@ -187,10 +190,11 @@ def work(module):
     images = ImageStore(p['root'])
     try:
         name = str(Reference.parse(p['name'])) if p['state'] == 'present' else p['name']
+        images.find(name)
     except InvalidArgument as exc:
         raise InvalidArgument('name: %s' % exc.msg)
     before_image, before = _summary(images, name)
-    actions, changed, predicted_new = [], False, False
+    actions, changed, predicted_new, predicted_id = [], False, False, '(new image)'
 
     if p['state'] == 'absent':
         outcome = images.remove(name, force=p['force'], check=check)
@@ -209,11 +213,10 @@ def work(module):
             raise InvalidArgument('load_path is required when source is load')
         outcome = archives.load(images, p['load_path'], name=name, check=check)
         changed, actions = outcome.changed, outcome.actions
-        if not check or not outcome.changed:
-            if images.find(name) is None:
-                raise NotFound('load_path "%s" holds no image named %s (it holds: %s)' % (
-                    p['load_path'], name, ', '.join(n for i in outcome.images for n in i.names) or 'unnamed images'))
         predicted_new = check and outcome.changed
+        if predicted_new and not outcome.new:
+            # only a name to add to an image already stored: its ID is known
+            predicted_id = next((i.id for i, e in outcome.renames if name in e.names), predicted_id)
     elif before_image is None:
         raise NotFound('image %s is not in the store at %s; use source import or load to add it'
                        % (name, images.store.root))
@@ -238,7 +241,7 @@ def work(module):
 
     after_image, after = _summary(images, name)
     if predicted_new:
-        after = {'names': [name], 'id': '(new image)'}
+        after = {'names': [name], 'id': predicted_id}
     return dict(changed=changed, actions=actions,
                 image=after_image.inspect(images.store) if after_image and not predicted_new else {},
                 diff=diff(before, after))

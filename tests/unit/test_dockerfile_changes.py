@@ -62,3 +62,13 @@ def test_changes_refused(change, fragment):
         apply_changes({}, [change])
     assert fragment in err.value.msg
     assert '\n' not in err.value.msg
+
+
+def test_a_tab_after_the_keyword_keeps_the_arguments_case():
+    assert apply_changes({}, ['ENV\tfoo=Bar', 'WORKDIR\t/srv/App']) == {'Env': ['foo=Bar'], 'WorkingDir': '/srv/App'}
+
+
+def test_errors_name_the_option():
+    with pytest.raises(InvalidArgument) as err:
+        apply_changes({}, ['CMD'])
+    assert err.value.msg.startswith('changes: ')

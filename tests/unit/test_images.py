@@ -208,3 +208,103 @@ def test_inspect_shape_is_json_and_docker_like(images, tree):
         assert key in info
     assert info['Config']['ExposedPorts'] == {'80/tcp': {}}
     assert info['RepoDigests'] == ['docker.io/library/busybox@' + info['Digest']]
+
+
+# -- lookups, removal forms, sizes, self-imports, check-mode validation, locking -----------------------
+
+def test_id_forms_docker_accepts(images, tree):
+    image = images.import_rootfs(str(tree), 'busybox').image
+    hexid = image.id[7:]
+    for text in (image.id, hexid, 'sha256:' + hexid[:6], hexid[:4]):
+        assert images.get(text).id == image.id, text
+    with pytest.raises(InvalidArgument):
+        images.find('sha256:xyz')
+
+
+def test_remove_by_full_hex_id(images, tree):
+    image = images.import_rootfs(str(tree), 'busybox').image
+    assert images.remove(image.id[7:]).changed
+    assert images.list() == []
+
+
+def test_remove_by_repository_and_digest(images, tree):
+    image = images.import_rootfs(str(tree), 'busybox').image
+    images.tag('busybox', 'other:1')
+    out = images.remove('busybox@' + image.manifest.digest)
+    assert out.changed
+    assert images.get(image.id).names == ['docker.io/library/other:1']
+    assert not images.remove('busybox@' + image.manifest.digest).changed
+
+
+def test_size_is_the_uncompressed_layer_size(images, tree):
+    image = images.import_rootfs(str(tree), 'busybox').image
+    with images.store.open_blob(image.layers[0].digest) as blob:
+        import gzip
+        uncompressed = len(gzip.decompress(blob.read()))
+    assert image.inspect(images.store)['Size'] == uncompressed
+    assert image.size() == image.layers[0].size      # without the store: what is stored
+
+
+def test_importing_a_tree_that_holds_the_store_skips_the_store(tmp_path, tree):
+    images = ImageStore(str(tree / 'var' / 'lib' / 'ctr'))
+    first = images.import_rootfs(str(tree), 'self')
+    second = images.import_rootfs(str(tree), 'self')
+    assert not second.changed and second.image.id == first.image.id
+    dirs = images.unpack('self')
+    assert not os.path.exists(os.path.join(dirs[0], 'var', 'lib', 'ctr'))
+
+
+def test_check_mode_reads_the_tarball_and_a_failed_import_leaves_no_store(tmp_path):
+    images = ImageStore(str(tmp_path / 'new-root'))
+    bad = tmp_path / 'passwd'
+    bad.write_text('root:x:0:0::/root:/bin/sh\n' * 40)
+    with pytest.raises(CorruptContent) as err:
+        images.import_rootfs(str(bad), 'x', check=True)
+    assert 'import_path "%s"' % bad in err.value.msg
+    with pytest.raises(CorruptContent):
+        images.import_rootfs(str(bad), 'x')
+    assert not os.path.exists(images.store.root)
+
+
+def test_temp_files_of_killed_writers_are_swept(images, tree):
+    images.store.init()
+    leftover = os.path.join(images.store.tmp_dir, '.tmp-blob-killed')
+    with open(leftover, 'wb') as f:
+        f.write(b'half a blob')
+    os.mkdir(os.path.join(images.store.layers_dir, '.tmp-killed-unpack'))
+    images.import_rootfs(str(tree), 'busybox')
+    assert os.listdir(images.store.tmp_dir) == []
+    assert os.listdir(images.store.layers_dir) == []
+
+
+def test_tag_holds_the_writer_lock_so_gc_cannot_interleave(images, tree, monkeypatch):
+    import fcntl
+    images.import_rootfs(str(tree), 'busybox')
+    seen = []
+    original = ImageStore.set_names
+
+    def probe(self, *args, **kwargs):
+        fd = os.open(os.path.join(self.store.locks_dir, 'writers.lock'), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append('gc could run')
+        except BlockingIOError:
+            seen.append('gc kept out')
+        finally:
+            os.close(fd)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(ImageStore, 'set_names', probe)
+    images.tag('busybox', 'other')
+    assert seen == ['gc kept out']
+
+
+def test_a_broken_index_entry_does_not_break_the_store(images, tree):
+    good = images.import_rootfs(str(tree), 'good').image
+    (tree / 'more').write_text('x')
+    bad = images.import_rootfs(str(tree), 'bad').image
+    os.unlink(images.store.blob_path(bad.manifest.digest))
+    assert [i.id for i in images.list()] == [good.id]
+    assert images.broken and images.broken[0][1] == ['docker.io/library/bad:latest']
+    assert images.remove('bad').changed
+    images.list()
+    assert images.broken == []

@@ -234,3 +234,46 @@ def test_image_info(image, tree, store_root, run_module):
     assert not some['changed']
     bad = run_module('ctr_image_info', {'root': str(store_root), 'name': ['Bad Name']})
     assert_failed(bad, 'Bad Name')
+
+
+# -- messages name the option; check mode of load --------------------------------------------------------
+
+@pytest.mark.parametrize('args, prefix', [
+    ({'repository': 'Bad Repo'}, 'repository: '),
+    ({'changes': ['FOO bar']}, 'changes: '),
+    ({'name': 'Busybox', 'state': 'absent'}, 'name: '),
+])
+def test_bad_values_name_their_option(image, tree, store_root, args, prefix):
+    full = {'source': 'import', 'import_path': str(tree)}
+    full.update(args)
+    result = image(**full)
+    assert_failed(result)
+    assert result['msg'].startswith(prefix), result['msg']
+
+
+def test_root_that_is_a_file(run_module, tree, tmp_path):
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    result = run_module('ctr_image', {'root': str(afile), 'name': 'x', 'source': 'import', 'import_path': str(tree)})
+    assert_failed(result, 'root', str(afile), 'not a directory')
+
+
+def test_load_of_a_missing_name_fails_in_check_mode_too(image, tree, tmp_path, run_module):
+    path = str(tmp_path / 'foo.tar')
+    image(name='foo:1', source='import', import_path=str(tree), archive_path=path)
+    other = str(tmp_path / 'other-root')
+    for check in (True, False):
+        result = run_module('ctr_image', {'root': other, 'name': 'bar', 'source': 'load', 'load_path': path},
+                            check=check)
+        assert_failed(result, 'holds no image named docker.io/library/bar:latest')
+    assert not os.path.exists(os.path.join(other, 'oci', 'index.json')) or index(other)['manifests'] == []
+
+
+def test_check_mode_diff_of_a_load_that_only_adds_a_name(image, tree, store_root, tmp_path):
+    path = str(tmp_path / 'foo.tar')
+    first = image(name='foo:1', source='import', import_path=str(tree), archive_path=path)
+    image(name='foo:1', repository='other:1')
+    image(name='foo:1', state='absent')
+    predicted = image(name='foo:1', source='load', load_path=path, check=True, diff=True)
+    assert predicted['changed']
+    assert predicted['diff']['after']['id'] == first['image']['Id']

@@ -167,3 +167,21 @@ def test_gc_waits_for_writers(store):
     t.join(5)
     assert order[0] == 'writer done'
     assert order[1] == ('gc', [digest])
+
+
+def test_a_blob_longer_than_its_descriptor_is_refused(store):
+    data = b'0123456789'
+    digest = store.put_bytes(data)
+    path = store.blob_path(digest)
+    os.chmod(path, 0o644)
+    with open(path, 'ab') as f:
+        f.write(b'!')
+    with pytest.raises(CorruptContent) as err:
+        with store.open_blob(digest, len(data)) as r:
+            r.read(len(data))
+            r.verify()
+    assert 'longer than the 10 bytes' in err.value.msg
+    with pytest.raises(CorruptContent) as err:
+        with store.open_blob(digest, 12) as r:
+            r.verify()
+    assert 'is 11 bytes, but its descriptor says 12' in err.value.msg

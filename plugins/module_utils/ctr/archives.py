@@ -16,8 +16,7 @@ temp file beside the target and renamed into place. Before writing, an existing
 archive is read back: when it already holds exactly the content that would be
 written, nothing is written and nothing changed.
 
-Loading reads members by name without ever extracting to disk; every layer is
-checked against the diff ID its config claims and every blob against its digest.
+Loading lives in ``archives_load`` (``load`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -26,20 +25,18 @@ import hashlib
 import json
 import os
 import tarfile
-import tempfile
-from dataclasses import dataclass, field
-from typing import List
+from dataclasses import dataclass
 
 from . import mediatypes as mt
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
-from .fsutil import TMP_PREFIX, canonical_json, fsync_dir
+from .fsutil import canonical_json, fsync_dir
 from .refs import Reference
+from .archives_load import LoadOutcome, load
 from .store import REF_NAME, Descriptor, digest_hex
 
 FORMATS = ('docker-archive', 'oci-archive')
 BLOCK = 512
 CHUNK = 1 << 20
-CONFIG_LIMIT = 64 << 20
 
 
 @dataclass
@@ -52,13 +49,6 @@ class Member:
     blob: Descriptor = None     # copy this stored blob as is
     layer: Descriptor = None    # decompress this stored layer blob (content = its diff ID)
     is_dir: bool = False
-
-
-@dataclass
-class LoadOutcome:
-    changed: bool
-    images: list = field(default_factory=list)
-    actions: List[str] = field(default_factory=list)
 
 
 # -- saving ------------------------------------------------------------------
@@ -195,7 +185,7 @@ def _copy(src, out, size, name):
             raise CorruptContent('stored blob for archive member %s ended early' % name)
         out.write(chunk)
         left -= len(chunk)
-    src.read(1)  # reach EOF so the digest is checked
+    src.verify()
     out.write(b'\0' * (-size % BLOCK))
 
 
@@ -212,7 +202,7 @@ def _write_layer(store, out, m):
             h.update(chunk)
             out.write(chunk)
             size += len(chunk)
-        blob.read()
+        blob.verify()
     if 'sha256:' + h.hexdigest() != m.sha256:
         raise CorruptContent('stored layer %s does not match its diff ID %s' % (m.layer.digest, m.sha256))
     out.write(b'\0' * (-size % BLOCK))
@@ -243,8 +233,14 @@ def save(images, refs, path, fmt='docker-archive', check=False):
         return False
     if check:
         return True
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    # one fixed temp name per target: a save killed halfway leaves one file the next save replaces
+    tmp = os.path.join(directory, '.%s.ctr-tmp' % os.path.basename(path))
     try:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, 'w+b') as out:
             _write(images.store, members, out)
             out.flush()
@@ -257,307 +253,10 @@ def save(images, refs, path, fmt='docker-archive', check=False):
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise KernelError.from_oserror('write archive', path, exc)
+            raise KernelError.from_oserror('write archive_path', path, exc)
         raise
     fsync_dir(directory)
     return True
 
 
-# -- loading -----------------------------------------------------------------
-
-class _Archive:
-    """Random access to the members of a (maybe compressed) tar, by normalised name."""
-
-    def __init__(self, path):
-        self.path = path
-        try:
-            with open(path, 'rb') as f:
-                head = f.read(4)
-        except OSError as exc:
-            raise KernelError.from_oserror('open load_path', path, exc)
-        if head == b'\x28\xb5\x2f\xfd':
-            raise InvalidArgument('load_path "%s" is zstd-compressed; decompress it first (zstd -d)' % path)
-        try:
-            self.tf = tarfile.open(path, 'r:*')
-            self.members = {}
-            for info in self.tf.getmembers():
-                self.members[os.path.normpath(info.name.lstrip('/')).lstrip('./') or '.'] = info
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            reason = str(exc) if '\n' not in str(exc) else 'it is not a tar archive, plain or compressed with gzip, bzip2 or xz'
-            raise CorruptContent('load_path "%s" is not a readable tar archive: %s' % (path, reason))
-
-    def open(self, name):
-        info = self.members.get(os.path.normpath(name.lstrip('/')).lstrip('./'))
-        if info is None:
-            raise CorruptContent('archive "%s" lacks the member "%s" its manifest names' % (self.path, name))
-        try:
-            f = self.tf.extractfile(info)
-        except (tarfile.TarError, KeyError) as exc:
-            raise CorruptContent('archive "%s": member "%s" cannot be read: %s' % (self.path, name, exc))
-        if f is None:
-            raise CorruptContent('archive "%s": member "%s" is not a file' % (self.path, name))
-        return f
-
-    def read(self, name, limit=CONFIG_LIMIT):
-        try:
-            data = self.open(name).read(limit + 1)
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise CorruptContent('archive "%s" is truncated or damaged at "%s": %s' % (self.path, name, exc))
-        if len(data) > limit:
-            raise CorruptContent('archive "%s": member "%s" is too large for metadata' % (self.path, name))
-        return data
-
-    def read_json(self, name):
-        try:
-            return json.loads(self.read(name).decode('utf-8'))
-        except ValueError as exc:
-            raise CorruptContent('archive "%s": "%s" is not valid JSON: %s' % (self.path, name, exc))
-
-    def close(self):
-        self.tf.close()
-
-
-def load(images, path, name=None, check=False):
-    """Load every image of a docker-archive or oci-archive at ``path``."""
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise NotFound('load_path "%s" does not exist or is not a file' % path)
-    default_name = str(Reference.parse(name)) if name else None
-    archive = _Archive(path)
-    try:
-        if 'manifest.json' in archive.members:
-            entries = _docker_entries(archive)
-        elif 'index.json' in archive.members:
-            entries = _oci_entries(archive)
-        else:
-            raise CorruptContent('load_path "%s" is neither a docker-archive (no manifest.json) nor an oci-archive '
-                                 '(no index.json)' % path)
-        if default_name and len(entries) == 1 and not entries[0].names:
-            entries[0].names.append(default_name)
-        return _apply(images, archive, entries, check)
-    finally:
-        archive.close()
-
-
-@dataclass
-class _Entry:
-    config_bytes: bytes
-    names: list
-    layers: list             # [(member name or None, Descriptor or None, diff_id)]
-    manifest_bytes: bytes = None
-    source: str = ''
-
-
-def _names(values, archive):
-    out = []
-    for v in values or []:
-        try:
-            out.append(str(Reference.parse(v)))
-        except InvalidArgument:
-            raise CorruptContent('archive "%s" names an image "%s", which is not a valid reference' % (archive.path, v))
-    return out
-
-
-def _docker_entries(archive):
-    doc = archive.read_json('manifest.json')
-    if not isinstance(doc, list):
-        raise CorruptContent('archive "%s": manifest.json is not a list of images' % archive.path)
-    entries = []
-    for item in doc:
-        try:
-            config_name, layer_names = item['Config'], list(item['Layers'])
-        except (KeyError, TypeError):
-            raise CorruptContent('archive "%s": a manifest.json entry lacks Config or Layers' % archive.path)
-        config_bytes = archive.read(config_name)
-        diff_ids = _diff_ids(config_bytes, archive, config_name)
-        if len(diff_ids) != len(layer_names):
-            raise CorruptContent('archive "%s": image %s lists %d layers but its config has %d diff IDs'
-                                 % (archive.path, config_name, len(layer_names), len(diff_ids)))
-        entries.append(_Entry(config_bytes, _names(item.get('RepoTags'), archive),
-                              [(n, None, d) for n, d in zip(layer_names, diff_ids)], source=config_name))
-    return entries
-
-
-def _diff_ids(config_bytes, archive, what):
-    try:
-        config = json.loads(config_bytes.decode('utf-8'))
-        diff_ids = list(config['rootfs']['diff_ids'])
-    except (ValueError, KeyError, TypeError):
-        raise CorruptContent('archive "%s": %s is not an image config with rootfs.diff_ids' % (archive.path, what))
-    for d in diff_ids:
-        digest_hex(d)
-    return diff_ids
-
-
-def _blob_name(digest):
-    algo, dummy, hexpart = digest.partition(':')
-    return 'blobs/%s/%s' % (algo, hexpart)
-
-
-def _read_verified(archive, desc):
-    data = archive.read(_blob_name(desc.digest))
-    if 'sha256:' + hashlib.sha256(data).hexdigest() != desc.digest:
-        raise CorruptContent('archive "%s": blob %s does not match its digest' % (archive.path, desc.digest))
-    return data
-
-
-def _oci_entries(archive):
-    from .images import host_platform
-
-    index = archive.read_json('index.json')
-    entries = []
-    for raw in index.get('manifests') or []:
-        desc = Descriptor.from_json(raw, 'an index.json entry of "%s"' % archive.path)
-        ann = desc.annotations
-        if desc.media_type in mt.INDEXES:
-            nested = json.loads(_read_verified(archive, desc).decode('utf-8'))
-            plat = host_platform()
-            candidates = [Descriptor.from_json(m) for m in nested.get('manifests') or []]
-            chosen = [c for c in candidates if c.platform.get('architecture') == plat['architecture']
-                      and c.platform.get('os', 'linux') == 'linux'] or candidates[:1]
-            if not chosen:
-                continue
-            desc = chosen[0]
-        if desc.media_type not in mt.MANIFESTS:
-            raise CorruptContent('archive "%s": entry %s has media type %s, not an image manifest'
-                                 % (archive.path, desc.digest, desc.media_type))
-        manifest_bytes = _read_verified(archive, desc)
-        manifest = json.loads(manifest_bytes.decode('utf-8'))
-        config_desc = Descriptor.from_json(manifest.get('config'), 'the config of manifest %s' % desc.digest)
-        config_bytes = _read_verified(archive, config_desc)
-        diff_ids = _diff_ids(config_bytes, archive, config_desc.digest)
-        layer_descs = [Descriptor.from_json(layer, 'a layer of manifest %s' % desc.digest)
-                       for layer in manifest.get('layers') or []]
-        if len(layer_descs) != len(diff_ids):
-            raise CorruptContent('archive "%s": manifest %s has %d layers but its config has %d diff IDs'
-                                 % (archive.path, desc.digest, len(layer_descs), len(diff_ids)))
-        for layer in layer_descs:
-            if layer.media_type not in mt.LAYER_BY_COMPRESSION.values() and layer.media_type not in mt.TO_OCI:
-                raise CorruptContent('archive "%s": layer %s has the unsupported media type %s'
-                                     % (archive.path, layer.digest, layer.media_type))
-        name = ann.get('io.containerd.image.name') or ann.get(REF_NAME)
-        names = _names([name], archive) if name and ('/' in name or ':' in name) else []
-        keep_manifest = manifest_bytes if desc.media_type == mt.OCI_MANIFEST and all(
-            layer.media_type not in mt.TO_OCI for layer in layer_descs) else None
-        entries.append(_Entry(config_bytes, names, [(_blob_name(d.digest), d, i) for d, i in zip(layer_descs, diff_ids)],
-                              keep_manifest, desc.digest))
-    return entries
-
-
-def _known_layers(images):
-    """diff ID -> a stored layer descriptor, from the images already in the store."""
-    known = {}
-    for image in images.list():
-        for desc, diff_id in zip(image.layers, image.diff_ids):
-            if images.store.has_blob(desc.digest):
-                known.setdefault(diff_id, desc)
-    return known
-
-
-def _present(images, entry):
-    digest = 'sha256:' + hashlib.sha256(entry.config_bytes).hexdigest()
-    have = [i for i in images.list() if i.id == digest]
-    if not have:
-        return None
-    image = have[0]
-    if entry.manifest_bytes is not None and image.manifest.digest != \
-            'sha256:' + hashlib.sha256(entry.manifest_bytes).hexdigest():
-        return None
-    if all(n in image.names for n in entry.names):
-        return image
-    return None
-
-
-def _same_id(images, entry):
-    digest = 'sha256:' + hashlib.sha256(entry.config_bytes).hexdigest()
-    return next((i for i in images.list() if i.id == digest), None)
-
-
-def _apply(images, archive, entries, check):
-    from . import layers as layermod
-
-    outcome = LoadOutcome(False)
-    todo, renames = [], []
-    for entry in entries:
-        image = _present(images, entry)
-        if image is not None:
-            outcome.images.append(image)
-            continue
-        same = _same_id(images, entry)
-        if same is not None:
-            # the image is already here (same ID) under another manifest or without these names:
-            # keep the stored manifest and only add the names
-            renames.append((same, entry))
-        else:
-            todo.append(entry)
-    if not todo and not renames:
-        return outcome
-    outcome.changed = bool(todo) or any(images.set_names(i.manifest, e.names, check=True) for i, e in renames)
-    if check:
-        outcome.actions = ['load %s' % (', '.join(e.names) or e.source) for e in todo + [r[1] for r in renames]]
-        return outcome
-    store = images.store
-    store.init()
-    with store.writing():
-        for image, entry in renames:
-            if images.set_names(image.manifest, entry.names):
-                outcome.actions.append('named %s as %s' % (image.id, ', '.join(entry.names)))
-            outcome.images.append(images.get(image.id))
-        known = _known_layers(images)
-        for entry in todo:
-            descs = []
-            for member, desc, diff_id in entry.layers:
-                if desc is not None:
-                    # blobs of an oci-archive are kept byte for byte; Docker media types become OCI ones
-                    copied = _copy_blob(store, archive, member, desc)
-                    descs.append(Descriptor(mt.TO_OCI.get(desc.media_type, desc.media_type), copied.digest,
-                                            copied.size))
-                elif diff_id in known:
-                    descs.append(known[diff_id])
-                else:
-                    descs.append(_import_layer(store, archive, member, diff_id, layermod))
-                    known[diff_id] = descs[-1]
-            image = images.commit_image(entry.config_bytes, descs, entry.names, entry.manifest_bytes)
-            outcome.images.append(image)
-            outcome.actions.append('loaded %s%s' % (image.id, ' as ' + ', '.join(entry.names) if entry.names else ''))
-    return outcome
-
-
-def _copy_blob(store, archive, member, desc):
-    if store.has_blob(desc.digest):
-        return desc
-    writer = store.new_blob()
-    try:
-        src = archive.open(member)
-        left = desc.size
-        while left:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                raise CorruptContent('archive "%s" is truncated: blob %s ends early' % (archive.path, desc.digest))
-            writer.write(chunk)
-            left -= len(chunk)
-        writer.commit(desc.digest)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        writer.abort()
-        raise CorruptContent('archive "%s" is truncated or damaged at blob %s: %s' % (archive.path, desc.digest, exc))
-    except BaseException:
-        writer.abort()
-        raise
-    return desc
-
-
-def _import_layer(store, archive, member, diff_id, layermod):
-    writer = store.new_blob()
-    try:
-        digests = layermod.import_tar(archive.open(member), writer)
-        if digests.diff_id != diff_id:
-            raise CorruptContent('archive "%s": layer "%s" has diff ID %s but the image config says %s'
-                                 % (archive.path, member, digests.diff_id, diff_id))
-        writer.commit(digests.digest)
-    except (tarfile.TarError, EOFError) as exc:
-        writer.abort()
-        raise CorruptContent('archive "%s" is truncated or damaged at layer "%s": %s' % (archive.path, member, exc))
-    except BaseException:
-        writer.abort()
-        raise
-    return Descriptor(digests.media_type, digests.digest, digests.size)
+__all__ = ['FORMATS', 'LoadOutcome', 'load', 'save']

@@ -27,7 +27,8 @@ def _images(args):
     from .images import ImageStore
     from .refs import Reference
     rows = []
-    for image in ImageStore(args.root).list():
+    images = ImageStore(args.root)
+    for image in images.list():
         names = image.names or ['<none>:<none>']
         for name in names:
             if name.startswith('<none>'):
@@ -35,7 +36,7 @@ def _images(args):
             else:
                 ref = Reference.parse(name)
                 repo, tag = ref.name, ref.tag or '<none>'
-            rows.append((repo, tag, image.short_id, image.config.get('created', ''), _human(image.size)))
+            rows.append((repo, tag, image.short_id, image.config.get('created', ''), _human(image.size(images.store))))
     if args.quiet:
         for image_id in dict.fromkeys(r[2] for r in rows):
             _out(image_id)
@@ -184,9 +185,13 @@ def main(argv=None):
     except CtrError as exc:
         _err('ctr: error: %s' % exc.msg)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         # the reader went away (``| head``): not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        where = ' "%s"' % exc.filename if exc.filename else ''
+        _err('ctr: error:%s %s' % (where, exc.strerror or exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -35,12 +35,8 @@ def parse_instruction(text, what='change'):
     stripped = (text or '').strip()
     if not stripped:
         raise InvalidArgument('%s "%s" is empty' % (what, text))
-    keyword, dummy, args = stripped.partition(' ')
-    keyword = keyword.upper()
-    if '\t' in keyword:
-        keyword, dummy, more = keyword.partition('\t')
-        args = more + ' ' + args
-    return Instruction(keyword, args.strip(), stripped)
+    parts = stripped.split(None, 1)
+    return Instruction(parts[0].upper(), parts[1].strip() if len(parts) > 1 else '', stripped)
 
 
 def json_form(args):
@@ -196,5 +192,8 @@ def apply_metadata(config, inst, shell=None):
 def apply_changes(config, changes, what='changes'):
     """Apply a list of instruction strings (``docker import --change``) to ``config``."""
     for text in changes or ():
-        apply_metadata(config, parse_instruction(text, what))
+        try:
+            apply_metadata(config, parse_instruction(text, what))
+        except InvalidArgument as exc:
+            raise InvalidArgument('%s: %s' % (what, exc.msg), value=text) from None
     return config

@@ -14,6 +14,7 @@ import copy
 import datetime
 import os
 import platform as _platform
+import re
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -21,12 +22,16 @@ from typing import List, Optional
 from . import dockerfile
 from . import mediatypes as mt
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
-from .refs import Reference, looks_like_id
+from .refs import Reference
 from .store import REF_NAME, Descriptor, Store
 
 _GOARCH = {'x86_64': 'amd64', 'amd64': 'amd64', 'aarch64': 'arm64', 'arm64': 'arm64', 'armv7l': 'arm',
            'armv6l': 'arm', 'i386': '386', 'i686': '386', 'ppc64le': 'ppc64le', 's390x': 's390x',
            'riscv64': 'riscv64', 'mips64': 'mips64le', 'loongarch64': 'loong64'}
+
+
+_HEX = re.compile(r'^[0-9a-f]{1,64}$')
+_FULL_ID = re.compile(r'^[0-9a-f]{64}$')
 
 
 def host_platform():
@@ -84,10 +89,17 @@ class Image:
     def diff_ids(self):
         return list((self.config.get('rootfs') or {}).get('diff_ids') or [])
 
-    @property
-    def size(self):
-        """Bytes the image's layers take in the store (compressed, as stored)."""
-        return sum(d.size for d in self.layers)
+    def size(self, store=None):
+        """Bytes of the image's uncompressed layers, as Docker and podman count ``Size``.
+
+        A layer whose uncompressed size was never counted (content from before
+        sizes were kept) counts with its compressed size.
+        """
+        total = 0
+        for desc, diff_id in zip(self.layers, self.diff_ids):
+            counted = store.diff_size(diff_id) if store is not None else None
+            total += counted if counted is not None else desc.size
+        return total
 
     def inspect(self, store=None):
         """Docker's ``image inspect`` shape (names are full references, as podman shows them)."""
@@ -106,7 +118,7 @@ class Image:
             'Architecture': cfg.get('architecture') or '',
             'Os': cfg.get('os') or '',
             'Config': copy.deepcopy(cfg.get('config') or {}),
-            'Size': self.size,
+            'Size': self.size(store),
             'RootFS': {'Type': 'layers', 'Layers': self.diff_ids},
             'History': history,
             'ManifestMediaType': self.manifest.media_type,
@@ -129,6 +141,7 @@ class Outcome:
     image: Optional[Image] = None
     before: Optional[dict] = None
     actions: List[str] = field(default_factory=list)
+    displaced: bool = False     # a name moved away from another image
 
 
 def _same_config(a, b):
@@ -165,36 +178,62 @@ class ImageStore:
         return Image(Descriptor(desc.media_type, desc.digest, desc.size), doc, config_bytes, config, names)
 
     def list(self):
-        """Every image, once, with its names (in index order)."""
+        """Every image, once, with its names (in index order).
+
+        An index entry whose manifest or config is missing or damaged is left out
+        (and listed in :attr:`broken`), so one bad entry never makes the whole store
+        unusable; removing its name still works.
+        """
         grouped = {}
         for desc in self.store.read_index():
             names = grouped.setdefault(desc.digest, (desc, []))[1]
             name = desc.annotations.get(REF_NAME)
             if name and name not in names:
                 names.append(name)
-        return [self._load(desc, names) for desc, names in grouped.values()]
+        images, self.broken = [], []
+        for desc, names in grouped.values():
+            try:
+                images.append(self._load(desc, names))
+            except (NotFound, CorruptContent) as exc:
+                self.broken.append((desc, names, exc.msg))
+        return images
 
-    def find(self, text):
-        """The image ``text`` names (reference, ``name@digest``, ID or unique ID prefix), or None."""
-        images = self.list()
-        text = (text or '').strip()
+    def resolve(self, text):
+        """``(image or None, kind)``: how ``text`` names an image -- kind is 'id', 'digest' or 'name'.
+
+        IDs: ``sha256:`` and 1 to 64 hex digits, or a 64-hex string; any other string is a
+        reference first, then, when no name matches and it is 4 or more hex digits, an ID prefix
+        (as Docker does). ``name@digest`` finds the manifest of that digest under that repository.
+        """
+        text = (text or '').strip() if isinstance(text, str) else ''
         if not text:
             raise InvalidArgument('an empty string is not an image name or ID')
-        if text.startswith('sha256:') or (len(text) == 64 and looks_like_id(text)):
-            wanted = text if text.startswith('sha256:') else 'sha256:' + text
-            return next((i for i in images if i.id == wanted), None)
+        images = self.list()
+        hexpart = text[7:] if text.startswith('sha256:') else text
+        if text.startswith('sha256:') or _FULL_ID.match(text):
+            if not _HEX.match(hexpart):
+                raise InvalidArgument('"%s" is not an image ID: sha256: must be followed by hex digits' % text)
+            return self._by_prefix(images, hexpart, text), 'id'
         ref = Reference.parse(text)
         if ref.digest:
             return next((i for i in images if i.manifest.digest == ref.digest
-                         and any(Reference.parse(n).name == ref.name for n in i.names)), None)
+                         and any(Reference.parse(n).name == ref.name for n in i.names)), None), 'digest'
         wanted = str(ref)
         hit = next((i for i in images if wanted in i.names), None)
-        if hit is None and looks_like_id(text):
-            matches = [i for i in images if i.id[7:].startswith(text)]
-            if len(matches) > 1:
-                raise InvalidArgument('image ID prefix "%s" is ambiguous: it matches %d images' % (text, len(matches)))
-            hit = matches[0] if matches else None
-        return hit
+        if hit is None and len(text) >= 4 and _HEX.match(text):
+            return self._by_prefix(images, text, text), 'id'
+        return hit, 'name'
+
+    @staticmethod
+    def _by_prefix(images, prefix, text):
+        matches = [i for i in images if i.id[7:].startswith(prefix)]
+        if len(matches) > 1:
+            raise InvalidArgument('image ID prefix "%s" is ambiguous: it matches %d images' % (text, len(matches)))
+        return matches[0] if matches else None
+
+    def find(self, text):
+        """The image ``text`` names (reference, ``name@digest``, ID or unique ID prefix), or None."""
+        return self.resolve(text)[0]
 
     def get(self, text):
         image = self.find(text)
@@ -248,47 +287,70 @@ class ImageStore:
 
     def tag(self, source, target, check=False):
         """Give ``source``'s image the name ``target`` too (moving the name if it was elsewhere)."""
-        image = self.get(source)
         ref = Reference.parse(target)
         if ref.digest:
             raise InvalidArgument('cannot tag with "%s": a tag name must not carry a digest' % target)
+        if check or not self.store.exists():
+            return self._tag(source, ref, check)
+        # the writer lock keeps gc out between finding the image and naming it
+        with self.store.writing():
+            outcome = self._tag(source, ref, check)
+        if outcome.displaced:
+            self.store.gc()
+        return outcome
+
+    def _tag(self, source, ref, check):
+        image = self.get(source)
         before = self.find(str(ref))
-        changed = before is None or before.manifest.digest != image.manifest.digest or str(ref) not in before.names
+        changed = before is None or before.manifest.digest != image.manifest.digest
         if changed and not check:
-            self.store.init()
             self.set_names(image.manifest, [str(ref)])
-            if before is not None and before.manifest.digest != image.manifest.digest:
-                self.store.gc()
-        return Outcome(changed, image, before.inspect() if before else None,
-                       ['tagged %s as %s' % (image.short_id, ref)] if changed else [])
+        outcome = Outcome(changed, image, before.inspect() if before else None,
+                          ['tagged %s as %s' % (image.short_id, ref)] if changed else [])
+        if changed and not check and before is not None:
+            outcome.displaced = True
+        return outcome
+
+    def _drop_entries(self, keep, check):
+        """Remove the index entries ``keep(desc)`` refuses; True when there were any."""
+        if not self.store.exists():
+            return False
+        with self.store.index_lock():
+            index = self.store.read_index()
+            kept = [d for d in index if keep(d)]
+            if len(kept) != len(index) and not check:
+                self.store.write_index(kept)
+        return len(kept) != len(index)
 
     def untag(self, name, check=False):
         """Drop one name; the image goes when its last name does."""
         ref = Reference.parse(name)
         image = self.find(str(ref))
-        if image is None or str(ref) not in image.names:
-            return Outcome(False)
-        if not check:
-            with self.store.index_lock():
-                self.store.write_index([d for d in self.store.read_index() if d.annotations.get(REF_NAME) != str(ref)])
+        changed = self._drop_entries(lambda d: d.annotations.get(REF_NAME) != str(ref), check)
+        if changed and not check:
             self.store.gc()
-        return Outcome(True, None, image.inspect(), ['untagged %s' % ref])
+        return Outcome(changed, None, image.inspect() if image else None, ['untagged %s' % ref] if changed else [])
 
     def remove(self, text, force=False, check=False):
-        """``docker rmi``: by name removes that name; by ID removes the image (``force`` if it has several names)."""
-        image = self.find(text)
+        """``docker rmi``: a name removes that name, ``repo@digest`` that repository's names of the
+        manifest, an ID the image (with ``force`` when it has several names, or always with ``force``)."""
+        image, kind = self.resolve(text)
+        if kind == 'name' and not force:
+            return self.untag(text, check)
         if image is None:
             return Outcome(False)
-        by_name = not (text.startswith('sha256:') or looks_like_id(text)) or (
-            str(Reference.parse(text)) in image.names if not text.startswith('sha256:') else False)
-        if by_name and not force:
-            return self.untag(text, check)
+        if kind == 'digest' and not force:
+            repo = Reference.parse(text).name
+            changed = self._drop_entries(lambda d: not (d.digest == image.manifest.digest and Reference.parse(
+                d.annotations.get(REF_NAME) or 'x').name == repo and d.annotations.get(REF_NAME)), check)
+            if changed and not check:
+                self.store.gc()
+            return Outcome(changed, None, image.inspect(), ['untagged %s' % text] if changed else [])
         if len(image.names) > 1 and not force:
             raise Conflict('image %s has several names (%s); remove them one by one or use force'
                            % (image.short_id, ', '.join(image.names)))
+        self._drop_entries(lambda d: d.digest != image.manifest.digest, check)
         if not check:
-            with self.store.index_lock():
-                self.store.write_index([d for d in self.store.read_index() if d.digest != image.manifest.digest])
             self.store.gc()
         return Outcome(True, None, image.inspect(), ['deleted %s' % image.id] + ['untagged %s' % n for n in image.names])
 
@@ -296,8 +358,6 @@ class ImageStore:
 
     def import_rootfs(self, source, name, changes=(), message=None, check=False):
         """``docker import``: a directory or a tar (plain or compressed) becomes a one-layer image."""
-        from . import layers
-
         ref = Reference.parse(name)
         if ref.digest:
             raise InvalidArgument('cannot import as "%s": the name must not carry a digest' % name)
@@ -314,48 +374,76 @@ class ImageStore:
         config = dict(host_platform())
         config.update({'created': created, 'config': body,
                        'rootfs': {'type': 'layers', 'diff_ids': []}, 'history': [history]})
+        skip = self._skip_store(source) if is_dir else None
 
         before = self.find(str(ref))
-        if before is not None and len(before.diff_ids) == 1:
-            # a cheap hash-only pass decides whether anything would change
-            diff_id = self._diff_id_of(source, is_dir, epoch)
+        if check or (before is not None and len(before.diff_ids) == 1):
+            # a hash-only pass (validating a tarball whole) decides whether anything would change
+            diff_id = self._diff_id_of(source, is_dir, epoch, skip)
             config['rootfs']['diff_ids'] = [diff_id]
-            if _same_config(before.config, config):
-                return Outcome(False, before, before.inspect())
+            if before is not None and _same_config(before.config, config):
+                return Outcome(False, before, before.inspect(self.store))
         if check:
-            return Outcome(True, None, before.inspect() if before else None, ['import %s as %s' % (source, ref)])
+            return Outcome(True, None, before.inspect(self.store) if before else None,
+                           ['import %s as %s' % (source, ref)])
+
+        fresh = not os.path.exists(self.store.root)
+        try:
+            image = self._import(source, is_dir, epoch, skip, config, ref, before)
+        except BaseException:
+            if fresh:
+                from .fsutil import remove_tree
+                remove_tree(self.store.root)
+            raise
+        if image is None:
+            return Outcome(False, before, before.inspect(self.store))
+        if before is not None:
+            self.store.gc()
+        else:
+            self.store.sweep_temp()
+        return Outcome(True, image, before.inspect(self.store) if before else None,
+                       ['imported %s as %s (%s)' % (source, ref, image.short_id)])
+
+    def _import(self, source, is_dir, epoch, skip, config, ref, before):
+        from . import layers
+        from .fsutil import canonical_json
 
         self.store.init()
         with self.store.writing():
             writer = self.store.new_blob()
             try:
                 if is_dir:
-                    digests = layers.pack_tree(source, writer, mtime_clamp=epoch)
+                    digests = layers.pack_tree(source, writer, mtime_clamp=epoch, skip=skip)
                 else:
                     with _open_source(source, 'import_path') as f:
-                        digests = layers.import_tar(f, writer)
+                        digests = layers.import_tar(f, writer, what='import_path "%s"' % source)
                 writer.commit(digests.digest)
             except BaseException:
                 writer.abort()
                 raise
+            self.store.record_diff_size(digests.diff_id, digests.diff_size)
             config['rootfs']['diff_ids'] = [digests.diff_id]
             if before is not None and _same_config(before.config, config):
-                return Outcome(False, before, before.inspect())
-            from .fsutil import canonical_json
+                return None
             layer = Descriptor(digests.media_type, digests.digest, digests.size)
-            image = self.commit_image(canonical_json(config), [layer], [str(ref)])
-        if before is not None:
-            self.store.gc()
-        return Outcome(True, image, before.inspect() if before else None,
-                       ['imported %s as %s (%s)' % (source, ref, image.short_id)])
+            return self.commit_image(canonical_json(config), [layer], [str(ref)])
+
+    def _skip_store(self, source):
+        """Importing a tree that holds the store itself must not pack the store into the image."""
+        inside = os.path.relpath(self.store.root, source)
+        if inside == '.' or inside.startswith('..'):
+            if inside == '.':
+                raise InvalidArgument('import_path "%s" is the store root itself' % source)
+            return None
+        return lambda rel: rel.strip('/') == inside
 
     @staticmethod
-    def _diff_id_of(source, is_dir, epoch):
+    def _diff_id_of(source, is_dir, epoch, skip):
         from . import layers
         if is_dir:
-            return layers.pack_tree(source, _NullSink(), compression='none', mtime_clamp=epoch).diff_id
+            return layers.pack_tree(source, _NullSink(), compression='none', mtime_clamp=epoch, skip=skip).diff_id
         with _open_source(source, 'import_path') as f:
-            return layers.read_diff_id(f)
+            return layers.import_tar(f, _NullSink(), compression='none', what='import_path "%s"' % source).diff_id
 
     def unpack(self, text):
         """Unpack ``text``'s layers (missing ones only); their directories, lowest first."""

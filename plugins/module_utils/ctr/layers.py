@@ -6,11 +6,10 @@ A layer blob is a tar stream, usually gzip-compressed. Its *diff ID* is the
 sha256 of the uncompressed stream, its *digest* the sha256 of the blob; a
 *chain ID* names a stack of layers (OCI image spec, config.md).
 
-Packing and importing make one streaming pass: the tar stream is hashed on the
-calling thread while a worker thread deflates it (zlib and hashlib release the
-GIL on big buffers) behind our own fixed gzip header, so the same tree always
-gives the same bytes. Writing a blob into the store atomically is the
-caller's job; these functions only write to the file object they are given.
+Packing and importing make one streaming pass through ``streams.BlobSink``
+(diff ID, deflate on a worker thread behind a fixed gzip header, digest), so the
+same tree always gives the same bytes. Writing a blob into the store atomically
+is the caller's job; these functions only write to the file object they are given.
 Reading and validating tar streams and the descriptor-based, hostile-input
 safe extraction live in ``layers_extract``.
 """
@@ -20,42 +19,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import queue
 import re
 import stat
-import struct
-import threading
-import zlib
 from dataclasses import dataclass
 
-from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
+from .errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
+from .streams import (CHUNK, COMPRESSIONS, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, BlobSink, LayerDigests,
+                      detect_compression, open_uncompressed, read_diff_id)
 from .layers_extract import (OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, TAR_ERRORS, LayerWriter, TarScan,
                              is_overlay_whiteout, whiteout_name)
 
-MEDIA_TYPE_TAR = 'application/vnd.oci.image.layer.v1.tar'
-MEDIA_TYPE_TAR_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip'
-COMPRESSIONS = ('gzip', 'none')
-
-_CHUNK = 1 << 20            # read/compress granularity
-_BATCH = 1 << 20            # small writes are gathered up to this size before hashing
-_QUEUE_DEPTH = 8            # chunks in flight between the tar thread and the deflate thread
 _BLOCK = 512
-_GZIP_HEADER = b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff'   # deflate, no flags, mtime 0, XFL 0, OS 255
-_GZIP_MAGIC = b'\x1f\x8b'
-_ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 _DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
 _NOT_PACKED_XATTRS = ('security.selinux', 'trusted.overlay.')
 _OVERLAY_UNPACKABLE = ('trusted.overlay.redirect', 'trusted.overlay.metacopy')
-
-
-@dataclass(frozen=True)
-class LayerDigests:
-    """What writing a layer blob produced."""
-
-    diff_id: str      # 'sha256:..' of the uncompressed tar stream
-    digest: str       # 'sha256:..' of the bytes written (compressed blob)
-    size: int         # bytes written
-    media_type: str   # MEDIA_TYPE_TAR_GZIP or MEDIA_TYPE_TAR
 
 
 # -- IDs ------------------------------------------------------------------------------------------
@@ -75,284 +52,6 @@ def _check_digest(value, what):
     if not isinstance(value, str) or not _DIGEST_RE.match(value):
         raise InvalidArgument('%s "%s" is not a sha256 digest (sha256: and 64 lowercase hex digits)'
                               % (what, value), value=value)
-
-
-# -- reading compressed streams -------------------------------------------------------------------
-
-def detect_compression(head):
-    """'gzip', 'zstd' or 'none', from the first bytes of a blob."""
-    head = bytes(head)
-    if head.startswith(_GZIP_MAGIC):
-        return 'gzip'
-    if head.startswith(_ZSTD_MAGIC):
-        return 'zstd'
-    return 'none'
-
-
-def open_uncompressed(fileobj):
-    """A readable stream of the tar bytes of ``fileobj`` (plain, gzip or zstd; detected)."""
-    head = b''
-    while len(head) < 4:
-        more = fileobj.read(4 - len(head))
-        if not more:
-            break
-        head += more
-    stream = _Prefixed(head, fileobj)
-    kind = detect_compression(head)
-    if kind == 'gzip':
-        return _GzipReader(stream)
-    if kind == 'zstd':
-        return _zstd_reader(stream)
-    return stream
-
-
-def read_diff_id(src):
-    """sha256 of the uncompressed stream of a (maybe compressed) blob."""
-    reader = open_uncompressed(src)
-    digest = hashlib.sha256()
-    while True:
-        chunk = reader.read(_CHUNK)
-        if not chunk:
-            return 'sha256:' + digest.hexdigest()
-        digest.update(chunk)
-
-
-class _Prefixed:
-    """Bytes already read from a stream, then the rest of it."""
-
-    def __init__(self, head, raw):
-        self._head = head
-        self._raw = raw
-
-    def read(self, size=-1):
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._raw.read(), b''
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._raw.read(size)
-
-
-class _GzipReader:
-    """Multi-member gzip decoding with clear errors for truncated or damaged data."""
-
-    def __init__(self, raw):
-        self._raw = raw
-        self._dec = None
-        self._pending = b''
-        self._eof = False
-
-    def read(self, size=-1):
-        if size is None or size < 0:
-            return b''.join(iter(lambda: self.read(_CHUNK), b''))
-        if size == 0:       # zlib reads max_length 0 as "no limit"
-            return b''
-        while not self._eof:
-            if self._dec is None and not self._start_member():
-                self._eof = True
-                break
-            if not self._pending:
-                self._pending = self._raw.read(_CHUNK // 4)
-                if not self._pending:
-                    raise CorruptContent('gzip stream is truncated: it ends inside a compressed member')
-            try:
-                out = self._dec.decompress(self._pending, size)
-            except zlib.error as exc:
-                raise CorruptContent('gzip stream is corrupt: %s' % exc) from None
-            self._pending = self._dec.unconsumed_tail
-            if self._dec.eof:
-                self._pending = self._dec.unused_data + self._pending
-                self._dec = None
-            if out:
-                return out
-        return b''
-
-    def _start_member(self):
-        while len(self._pending) < 2:
-            more = self._raw.read(_CHUNK // 4)
-            if not more:
-                break
-            self._pending += more
-        if not self._pending:
-            return False
-        if self._pending.startswith(_GZIP_MAGIC):
-            self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            return True
-        while self._pending:      # zero padding after the last member is allowed, as gzip(1) does
-            if self._pending.strip(b'\0'):
-                raise CorruptContent('gzip stream has trailing garbage after its last member')
-            self._pending = self._raw.read(_CHUNK // 4)
-        return False
-
-
-def _zstd_reader(stream):
-    try:
-        import zstandard
-    except ImportError:
-        raise CtrError('the layer is zstd-compressed, but the Python module "zstandard" is not installed '
-                       'on this host; install python3-zstandard (or pip install zstandard)') from None
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-    except TypeError:     # zstandard < 0.16
-        reader = zstandard.ZstdDecompressor().stream_reader(stream)
-    return _ZstdErrors(reader, zstandard.ZstdError)
-
-
-class _ZstdErrors:
-    def __init__(self, reader, error):
-        self._reader = reader
-        self._error = error
-
-    def read(self, size=-1):
-        try:
-            return self._reader.read(size)
-        except self._error as exc:
-            raise CorruptContent('zstd stream is corrupt: %s' % exc) from None
-
-
-# -- writing blobs --------------------------------------------------------------------------------
-
-class _BlobSink:
-    """Hashes a tar stream (diff ID) and hands it to a writer that compresses, hashes and writes it."""
-
-    def __init__(self, out, compression, level):
-        if compression not in COMPRESSIONS:
-            raise InvalidArgument('layer compression "%s" is not one of %s' % (compression, ', '.join(COMPRESSIONS)),
-                                  compression=compression)
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
-            raise InvalidArgument('gzip level "%s" is not an integer from 0 to 9' % (level,), level=level)
-        self._diff = hashlib.sha256()
-        self._buf = bytearray()
-        self._gzip = compression == 'gzip'
-        self._writer = _GzipWorker(out, level) if self._gzip else _PlainWriter(out)
-
-    def write(self, data):
-        if len(data) >= _BATCH // 4:
-            self._flush()
-            self._send(bytes(data))
-        else:
-            self._buf += data
-            if len(self._buf) >= _BATCH:
-                self._flush()
-
-    def _flush(self):
-        if self._buf:
-            data = bytes(self._buf)
-            del self._buf[:]
-            self._send(data)
-
-    def _send(self, data):
-        self._diff.update(data)
-        self._writer.feed(data)
-
-    def finish(self):
-        self._flush()
-        digest, size = self._writer.close()
-        return LayerDigests(diff_id='sha256:' + self._diff.hexdigest(), digest=digest, size=size,
-                            media_type=MEDIA_TYPE_TAR_GZIP if self._gzip else MEDIA_TYPE_TAR)
-
-    def abort(self):
-        """Stop the worker thread if ``finish`` was not reached; safe to call twice."""
-        self._writer.abort()
-
-
-class _Output:
-    """Writes to the caller's file object, hashing and counting what was written."""
-
-    def __init__(self, out):
-        self._out = out
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def emit(self, data):
-        view = memoryview(data)
-        while view:
-            try:
-                written = self._out.write(view)
-            except OSError as exc:
-                raise KernelError.from_oserror('write layer blob', getattr(self._out, 'name', None), exc) from None
-            if written is None or written >= len(view):
-                break
-            view = view[written:]
-        self._hash.update(data)
-        self.size += len(data)
-
-    def result(self):
-        return 'sha256:' + self._hash.hexdigest(), self.size
-
-
-class _PlainWriter:
-    def __init__(self, out):
-        self._out = _Output(out)
-
-    def feed(self, data):
-        self._out.emit(data)
-
-    def close(self):
-        return self._out.result()
-
-    def abort(self):
-        pass
-
-
-_FINISH = object()
-_ABORT = object()
-
-
-class _GzipWorker:
-    """Deflates on a worker thread fed by a bounded queue; gzip framing is ours and fixed."""
-
-    def __init__(self, out, level):
-        self._out = _Output(out)
-        self._level = level
-        self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self._error = None
-        self._thread = threading.Thread(target=self._run, name='ctr-layer-gzip', daemon=True)
-        self._thread.start()
-
-    def feed(self, data):
-        if self._error is not None:
-            self._stop(_ABORT)
-        self._queue.put(data)
-
-    def close(self):
-        self._stop(_FINISH)
-        return self._out.result()
-
-    def abort(self):
-        if self._thread.is_alive():
-            self._queue.put(_ABORT)
-            self._thread.join()
-
-    def _stop(self, how):
-        self._queue.put(how)
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _run(self):
-        comp = zlib.compressobj(self._level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
-        crc = size = 0
-        self._guard(self._out.emit, _GZIP_HEADER)
-        while True:
-            item = self._queue.get()
-            if item is _FINISH or item is _ABORT:
-                break
-            if self._error is None:
-                crc = zlib.crc32(item, crc)
-                size += len(item)
-                self._guard(lambda data: self._out.emit(comp.compress(data)), item)
-        if item is _FINISH and self._error is None:
-            trailer = struct.pack('<II', crc & 0xffffffff, size & 0xffffffff)
-            self._guard(lambda data: self._out.emit(comp.flush() + data), trailer)
-
-    def _guard(self, func, data):
-        try:
-            func(data)
-        except BaseException as exc:     # handed to the calling thread
-            self._error = exc
 
 
 # -- tar headers ----------------------------------------------------------------------------------
@@ -434,7 +133,7 @@ def pack_tree(src_dir, out, *, compression='gzip', level=6, mtime_clamp=None, ov
                                     or mtime_clamp < 0):
         raise InvalidArgument('mtime clamp "%s" is not a non-negative integer (seconds since the epoch)'
                               % (mtime_clamp,), mtime_clamp=mtime_clamp)
-    sink = _BlobSink(out, compression, level)
+    sink = BlobSink(out, compression, level)
     try:
         _TreePacker(src_dir, sink, mtime_clamp, overlay_whiteouts, skip).run()
         sink.write(b'\0' * (2 * _BLOCK))
@@ -564,7 +263,7 @@ class _TreePacker:
             self._header(name, b'0', item.st, size=item.st.st_size, xattrs=self._xattrs(fd, name))
             remaining = item.st.st_size
             while remaining:
-                chunk = os.read(fd, min(_CHUNK, remaining))
+                chunk = os.read(fd, min(CHUNK, remaining))
                 if not chunk:
                     raise Conflict('file "%s" shrank while its layer was being packed' % self._where)
                 self._sink.write(chunk)
@@ -608,16 +307,16 @@ def _getxattr(target, key, **kwargs):
         raise
 
 
-def import_tar(src, out, *, compression='gzip', level=6):
+def import_tar(src, out, *, compression='gzip', level=6, what='imported archive'):
     """Take an existing tar (plain, gzip or zstd) as a layer, as ``docker import`` does.
 
     Every member is parsed (damage -> CorruptContent); the diff ID is the
     sha256 of the uncompressed tar bytes as given, re-compressed with our fixed
     gzip framing. One pass.
     """
-    sink = _BlobSink(out, compression, level)
+    sink = BlobSink(out, compression, level)
     try:
-        scan = TarScan(open_uncompressed(src), 'imported archive', sink=sink)
+        scan = TarScan(open_uncompressed(src), what, sink=sink)
         for member in scan.members():
             del member     # parsing every header is the validation
         return sink.finish()
@@ -648,3 +347,7 @@ def extract_layer(src, dest_dir, *, expected_diff_id=None):
                                  diff_id=diff_id, expected=expected_diff_id)
         writer.finish()
     return diff_id
+
+
+__all__ = ['COMPRESSIONS', 'MEDIA_TYPE_TAR', 'MEDIA_TYPE_TAR_GZIP', 'LayerDigests', 'chain_ids', 'detect_compression',
+           'extract_layer', 'import_tar', 'open_uncompressed', 'pack_tree', 'read_diff_id', 'tar_header']

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from . import fsutil
 from . import mediatypes as mt
-from .errors import CorruptContent, CtrError, KernelError, NotFound
+from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 
 DEFAULT_ROOT = '/var/lib/ctr'
 REF_NAME = 'org.opencontainers.image.ref.name'
@@ -109,7 +109,12 @@ class HashingWriter:
 
 
 class VerifyingReader:
-    """Reads a stored blob and raises :class:`CorruptContent` at EOF if its digest is wrong."""
+    """Reads a stored blob and raises :class:`CorruptContent` as soon as it is found wrong.
+
+    With a known ``size`` the digest is checked the moment that many bytes have
+    been read, and a blob longer than its descriptor says is refused; without
+    one, at EOF. :meth:`verify` reads whatever is left and checks.
+    """
 
     def __init__(self, path, digest, size=None):
         self._f = open(path, 'rb')
@@ -123,9 +128,18 @@ class VerifyingReader:
         data = self._f.read(n)
         self._hash.update(data)
         self._seen += len(data)
-        if not data or n is None or n < 0:
+        if self._size is not None and self._seen > self._size:
+            raise CorruptContent('stored blob %s is longer than the %d bytes its descriptor says'
+                                 % (self._digest, self._size), digest=self._digest)
+        if not data or n is None or n < 0 or (self._size is not None and self._seen == self._size):
             self._check()
         return data
+
+    def verify(self):
+        """Read to the end and check; a no-op when the whole blob was already read."""
+        while self.read(CHUNK):
+            pass
+        self._check()
 
     def readinto(self, buf):
         data = self.read(len(buf))
@@ -139,8 +153,11 @@ class VerifyingReader:
         if self._checked:
             return
         self._checked = True
+        if self._size is not None and self._seen != self._size:
+            raise CorruptContent('stored blob %s is %d bytes, but its descriptor says %d'
+                                 % (self._digest, self._seen, self._size), digest=self._digest)
         actual = 'sha256:' + self._hash.hexdigest()
-        if actual != self._digest or (self._size is not None and self._seen != self._size):
+        if actual != self._digest:
             raise CorruptContent('stored blob %s is corrupt: its content hashes to %s' % (self._digest, actual),
                                  digest=self._digest)
 
@@ -215,6 +232,8 @@ class Store:
 
     def init(self):
         """Create the layout (idempotent, safe to race)."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise InvalidArgument('root "%s" exists and is not a directory' % self.root, path=self.root)
         try:
             fsutil.makedirs(self.root, 0o711)
             for path, mode in ((self.blob_dir, 0o755), (self.layers_dir, 0o700),
@@ -252,6 +271,51 @@ class Store:
 
     def index_lock(self):
         return self._flock('index', exclusive=True)
+
+    def sweep_temp(self):
+        """Remove what killed writers left in ``tmp/`` and ``layers/.tmp-*``, if no writer is running now."""
+        if not os.path.isdir(self.locks_dir):
+            return
+        fd = os.open(os.path.join(self.locks_dir, 'writers.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return          # someone is writing: their temp files are live
+            self._remove_temp()
+        finally:
+            os.close(fd)
+
+    def _remove_temp(self):
+        """Call with the writers lock held exclusively."""
+        if os.path.isdir(self.tmp_dir):
+            for name in os.listdir(self.tmp_dir):
+                fsutil.remove_tree(os.path.join(self.tmp_dir, name))
+        if os.path.isdir(self.layers_dir):
+            for name in os.listdir(self.layers_dir):
+                if name.startswith(fsutil.TMP_PREFIX):
+                    fsutil.remove_tree(os.path.join(self.layers_dir, name))
+
+    # -- layer sizes ---------------------------------------------------------
+    # The uncompressed size of each layer (what Docker and podman call an image's Size) is
+    # counted when a layer enters the store and kept beside it, keyed by diff ID.
+
+    def _size_path(self, diff_id):
+        return os.path.join(self.root, 'diffs', digest_hex(diff_id))
+
+    def record_diff_size(self, diff_id, size):
+        path = self._size_path(diff_id)
+        if not os.path.exists(path):
+            fsutil.makedirs(os.path.dirname(path), 0o700)
+            fsutil.atomic_write(path, str(int(size)).encode(), durable=False)
+
+    def diff_size(self, diff_id):
+        """The uncompressed size of a layer, or None when it was never counted."""
+        try:
+            with open(self._size_path(diff_id), 'rb') as f:
+                return int(f.read().decode() or 'x')
+        except (OSError, ValueError):
+            return None
 
     # -- blobs --------------------------------------------------------------
 
@@ -338,8 +402,15 @@ class Store:
                 doc = json.loads(f.read().decode('utf-8'))
         except FileNotFoundError:
             return []
+        except NotADirectoryError:
+            raise InvalidArgument('root "%s" is not a directory (or holds a file where a directory belongs)'
+                                  % self.root, path=self.root)
+        except OSError as exc:
+            raise KernelError.from_oserror('read store index', self.index_path, exc)
         except ValueError as exc:
             raise CorruptContent('store index %s is not valid JSON: %s' % (self.index_path, exc))
+        if not isinstance(doc, dict) or not isinstance(doc.get('manifests') or [], list):
+            raise CorruptContent('store index %s is not an OCI image index' % self.index_path)
         return [Descriptor.from_json(m, 'an entry of %s' % self.index_path) for m in doc.get('manifests') or []]
 
     def _write_index_doc(self, doc):
@@ -406,40 +477,43 @@ class Store:
         if not self.exists():
             return removed
         with self.collecting():
-            keep_blobs, keep_chains = set(), set(extra_chains)
+            keep_blobs, keep_chains, keep_diffs = set(), set(extra_chains), set()
             manifests = [d.digest for d in self.read_index()] + list(extra_roots)
             for digest in manifests:
-                self._mark(digest, keep_blobs, keep_chains, layers)
+                self._mark(digest, keep_blobs, keep_chains, keep_diffs, layers)
             for name in sorted(os.listdir(self.blob_dir)):
                 if 'sha256:' + name not in keep_blobs:
                     path = os.path.join(self.blob_dir, name)
                     removed.bytes += os.lstat(path).st_size
                     os.unlink(path)
                     removed.blobs.append('sha256:' + name)
+            self._remove_temp()
             if os.path.isdir(self.layers_dir):
                 for name in sorted(os.listdir(self.layers_dir)):
-                    if name.startswith(fsutil.TMP_PREFIX) or 'sha256:' + name not in keep_chains:
+                    if 'sha256:' + name not in keep_chains:
                         fsutil.remove_tree(os.path.join(self.layers_dir, name))
-                        if not name.startswith(fsutil.TMP_PREFIX):
-                            removed.layers.append('sha256:' + name)
-            if os.path.isdir(self.tmp_dir):
-                for name in os.listdir(self.tmp_dir):
-                    fsutil.remove_tree(os.path.join(self.tmp_dir, name))
+                        removed.layers.append('sha256:' + name)
+            sizes = os.path.join(self.root, 'diffs')
+            if os.path.isdir(sizes):
+                for name in os.listdir(sizes):
+                    if 'sha256:' + name not in keep_diffs:
+                        fsutil.remove_tree(os.path.join(sizes, name))
         return removed
 
-    def _mark(self, digest, keep_blobs, keep_chains, layers):
+    def _mark(self, digest, keep_blobs, keep_chains, keep_diffs, layers):
         if digest in keep_blobs or not self.has_blob(digest):
             return
         keep_blobs.add(digest)
         doc = self.read_json(digest, 'manifest')
         for child in doc.get('manifests') or []:
-            self._mark(child['digest'], keep_blobs, keep_chains, layers)
+            self._mark(child['digest'], keep_blobs, keep_chains, keep_diffs, layers)
         config = doc.get('config')
         if config:
             keep_blobs.add(config['digest'])
             if self.has_blob(config['digest']):
                 diff_ids = (self.read_json(config['digest'], 'config').get('rootfs') or {}).get('diff_ids') or []
                 keep_chains.update(layers.chain_ids(diff_ids))
+                keep_diffs.update(diff_ids)
         for layer in doc.get('layers') or []:
             keep_blobs.add(layer['digest'])
 
