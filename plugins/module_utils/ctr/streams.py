@@ -2,19 +2,19 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Blob streams: reading plain, gzip or zstd layer data, and writing a layer blob in one pass.
 
-Writing hashes the uncompressed stream (the diff ID) on the calling thread while a
-worker thread deflates it behind our own fixed gzip header (zlib and hashlib
-release the GIL on big buffers), then hashes and writes the compressed bytes
-(the digest): one pass, no temp file, and the same input always gives the same
-bytes.
+Writing hashes the uncompressed stream (the diff ID) on the calling thread while
+worker threads deflate it in fixed blocks behind our own fixed gzip header (zlib
+and hashlib release the GIL on big buffers), then hashes and writes the
+compressed bytes (the digest): one pass, no temp file, and the same input always
+gives the same bytes, whatever the number of cores.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
-import queue
+import os
 import struct
-import threading
 import zlib
 from dataclasses import dataclass
 
@@ -26,7 +26,9 @@ COMPRESSIONS = ('gzip', 'none')
 
 CHUNK = 1 << 20             # read/compress granularity
 _BATCH = 1 << 20            # small writes are gathered up to this size before hashing
-_QUEUE_DEPTH = 8            # chunks in flight between the tar thread and the deflate thread
+_DEFLATE_BLOCK = 1 << 20    # the unit of parallel deflate: the output depends on it, so it never changes
+_DEFLATE_WINDOW = 32768     # what each block is primed with: the end of the block before it
+_MAX_THREADS = 8
 _GZIP_HEADER = b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff'   # deflate, no flags, mtime 0, XFL 0, OS 255
 _GZIP_MAGIC = b'\x1f\x8b'
 _ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
@@ -265,60 +267,66 @@ class _PlainWriter:
         pass
 
 
-_FINISH = object()
-_ABORT = object()
-
-
 class _GzipWorker:
-    """Deflates on a worker thread fed by a bounded queue; gzip framing is ours and fixed."""
+    """Deflates fixed-size blocks on a small thread pool, in order, behind our fixed gzip header.
+
+    As pigz does: each block but the first is primed with the 32 KiB before it,
+    each but the last ends with a sync flush, and the raw deflate pieces are
+    concatenated. The bytes depend on the block size only -- never on the
+    number of cores -- so a layer has the same digest on every host (given the
+    same zlib), while a 500 MB layer compresses on every core.
+    """
 
     def __init__(self, out, level):
+        from concurrent.futures import ThreadPoolExecutor   # only layer writers pay for it
+
         self._out = _Output(out)
+        self._out.emit(_GZIP_HEADER)
         self._level = level
-        self._queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self._error = None
-        self._thread = threading.Thread(target=self._run, name='ctr-layer-gzip', daemon=True)
-        self._thread.start()
+        self._pending = bytearray()
+        self._tail = b''
+        self._crc = self._size = 0
+        self._workers = max(1, min(os.cpu_count() or 1, _MAX_THREADS))
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix='ctr-layer-gzip')
+        self._inflight = collections.deque()
 
     def feed(self, data):
-        if self._error is not None:
-            self._stop(_ABORT)
-        self._queue.put(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._pending += data
+        while len(self._pending) >= _DEFLATE_BLOCK:
+            block = bytes(self._pending[:_DEFLATE_BLOCK])
+            del self._pending[:_DEFLATE_BLOCK]
+            self._submit(block, last=False)
+
+    def _submit(self, block, last):
+        self._inflight.append(self._pool.submit(_deflate, block, self._tail, self._level, last))
+        self._tail = block[-_DEFLATE_WINDOW:]
+        while len(self._inflight) > 2 * self._workers:
+            self._out.emit(self._inflight.popleft().result())
 
     def close(self):
-        self._stop(_FINISH)
+        try:
+            self._submit(bytes(self._pending), last=True)
+            while self._inflight:
+                self._out.emit(self._inflight.popleft().result())
+            self._out.emit(struct.pack('<II', self._crc & 0xffffffff, self._size & 0xffffffff))
+        finally:
+            self.abort()
         return self._out.result()
 
     def abort(self):
-        if self._thread.is_alive():
-            self._queue.put(_ABORT)
-            self._thread.join()
+        """Drop what is queued and wait for the threads; safe to call twice."""
+        for future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        self._pool.shutdown(wait=True)
 
-    def _stop(self, how):
-        self._queue.put(how)
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
 
-    def _run(self):
-        comp = zlib.compressobj(self._level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
-        crc = size = 0
-        self._guard(self._out.emit, _GZIP_HEADER)
-        while True:
-            item = self._queue.get()
-            if item is _FINISH or item is _ABORT:
-                break
-            if self._error is None:
-                crc = zlib.crc32(item, crc)
-                size += len(item)
-                self._guard(lambda data: self._out.emit(comp.compress(data)), item)
-        if item is _FINISH and self._error is None:
-            trailer = struct.pack('<II', crc & 0xffffffff, size & 0xffffffff)
-            self._guard(lambda data: self._out.emit(comp.flush() + data), trailer)
-
-    def _guard(self, func, data):
-        try:
-            func(data)
-        except BaseException as exc:     # handed to the calling thread
-            self._error = exc
+def _deflate(block, primer, level, last):
+    """One block as raw deflate; a sync flush leaves it byte-aligned and open for the next one."""
+    if primer:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, primer)
+    else:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
+    return comp.compress(block) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
