@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -57,11 +58,130 @@ def _human(size):
 
 
 def _inspect(args):
+    """Containers first, then images, as ``docker inspect`` does."""
     from .images import ImageStore
+    from .runtime.lifecycle import Runtime
+    runtime = Runtime(args.root)
     images = ImageStore(args.root)
-    out = [images.get(name).inspect(images.store) for name in args.names]
+    out = []
+    for name in args.names:
+        container = runtime.find(name) if not name.startswith('sha256:') else None
+        out.append(runtime.inspect(container) if container else images.get(name).inspect(images.store))
     _out(json.dumps(out, indent=4, sort_keys=True))
     return 0
+
+
+def _env_dict(pairs):
+    env = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition('=')
+        env[key] = value if sep else os.environ.get(key, '')
+    return env
+
+
+def _run(args):
+    from .runtime.lifecycle import Runtime
+    runtime = Runtime(args.root)
+    container = runtime.create(args.image, name=args.name, command=args.command or None,
+                               entrypoint=[args.entrypoint] if args.entrypoint is not None else None,
+                               env=_env_dict(args.env), user=args.user, working_dir=args.workdir,
+                               hostname=args.hostname, network_mode=args.network, memory=args.memory,
+                               cpus=args.cpus, pids_limit=args.pids_limit, read_only=args.read_only,
+                               privileged=args.privileged)
+    try:
+        runtime.start(container.Id)
+    except BaseException:
+        if args.rm:
+            runtime.remove(container.Id, force=True)
+        raise
+    if args.detach:
+        _out(container.Id)
+        return 0
+    code = _follow(runtime, container.Id)
+    if args.rm:
+        runtime.remove(container.Id, force=True)
+    return code
+
+
+def _follow(runtime, name):
+    """Copy the container's log to our stdout/stderr until it is done; returns its exit code."""
+    path = runtime.log_path(runtime.get(name))
+    offset, done = 0, False
+    while True:
+        finished = not runtime.get(name).State.MonitorPid
+        try:
+            with open(path, 'rb') as f:
+                f.seek(offset)
+                for raw in f:
+                    if not raw.endswith(b'\n'):
+                        break
+                    offset += len(raw)
+                    rec = json.loads(raw.decode('utf-8'))
+                    (sys.stdout if rec['stream'] == 'stdout' else sys.stderr).write(rec['log'])
+        except FileNotFoundError:
+            pass
+        sys.stdout.flush()
+        if done:
+            return runtime.get(name).State.ExitCode
+        done = finished
+        if not done:
+            time.sleep(0.02)
+
+
+def _ps(args):
+    from .runtime.lifecycle import Runtime
+    rows = [('CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES')]
+    for c in Runtime(args.root).list(all_=args.all):
+        status = c.State.Status if c.State.Status != 'exited' else 'Exited (%d)' % c.State.ExitCode
+        command = ' '.join([c.Path] + list(c.Args))
+        rows.append((c.Id[:12], c.ImageName, command[:30], c.Created, status, c.Name))
+    if args.quiet:
+        for row in rows[1:]:
+            _out(row[0])
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for row in rows:
+        _out('   '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _logs(args):
+    from .runtime.lifecycle import Runtime
+    runtime = Runtime(args.root)
+    if args.follow:
+        _follow(runtime, args.name)
+        return 0
+    for stream, text in runtime.logs(args.name, tail=args.tail):
+        (sys.stdout if stream == 'stdout' else sys.stderr).write(text)
+    return 0
+
+
+def _start(args):
+    from .runtime.lifecycle import Runtime
+    for name in args.names:
+        Runtime(args.root).start(name)
+        _out(name)
+    return 0
+
+
+def _stop(args):
+    from .runtime.lifecycle import Runtime
+    for name in args.names:
+        Runtime(args.root).stop(name, timeout=args.time)
+        _out(name)
+    return 0
+
+
+def _rm(args):
+    from .runtime.lifecycle import Runtime
+    status = 0
+    for name in args.names:
+        if Runtime(args.root).remove(name, force=args.force):
+            _out(name)
+        else:
+            _err('ctr: error: no such container: %s' % name)
+            status = 1
+    return status
 
 
 def _import(args):
@@ -136,9 +256,49 @@ def parser():
     s.add_argument('-q', '--quiet', action='store_true', help='only image IDs')
     s.set_defaults(func=_images)
 
-    s = sub.add_parser('inspect', help='show images in Docker\'s inspect shape')
+    s = sub.add_parser('inspect', help='show containers or images in Docker\'s inspect shape')
     s.add_argument('names', nargs='+', metavar='IMAGE')
     s.set_defaults(func=_inspect)
+
+    s = sub.add_parser('run', help='create and start a container (network: none or host for now)')
+    s.add_argument('-d', '--detach', action='store_true', help='print the ID and return at once')
+    s.add_argument('--rm', action='store_true', help='remove the container when it is done')
+    s.add_argument('--name')
+    s.add_argument('-e', '--env', action='append', default=[], metavar='KEY=VALUE')
+    s.add_argument('-u', '--user')
+    s.add_argument('-w', '--workdir')
+    s.add_argument('--hostname')
+    s.add_argument('--entrypoint')
+    s.add_argument('--network', default='none', choices=['none', 'host'])
+    s.add_argument('-m', '--memory')
+    s.add_argument('--cpus')
+    s.add_argument('--pids-limit', dest='pids_limit')
+    s.add_argument('--read-only', action='store_true', dest='read_only')
+    s.add_argument('--privileged', action='store_true')
+    s.add_argument('image', metavar='IMAGE')
+    s.add_argument('command', nargs=argparse.REMAINDER, metavar='CMD')
+    s.set_defaults(func=_run)
+
+    s = sub.add_parser('ps', help='list containers')
+    s.add_argument('-a', '--all', action='store_true')
+    s.add_argument('-q', '--quiet', action='store_true')
+    s.set_defaults(func=_ps)
+
+    s = sub.add_parser('logs', help='show a container\'s output')
+    s.add_argument('-f', '--follow', action='store_true')
+    s.add_argument('--tail', type=int)
+    s.add_argument('name', metavar='CONTAINER')
+    s.set_defaults(func=_logs)
+
+    for verb, func, text in (('start', _start, 'start containers'), ('stop', _stop, 'stop containers'),
+                             ('rm', _rm, 'remove containers')):
+        s = sub.add_parser(verb, help=text)
+        s.add_argument('names', nargs='+', metavar='CONTAINER')
+        if verb == 'stop':
+            s.add_argument('-t', '--time', type=int, help='seconds to wait before SIGKILL')
+        if verb == 'rm':
+            s.add_argument('-f', '--force', action='store_true', help='kill a running container first')
+        s.set_defaults(func=func)
 
     s = sub.add_parser('import', help='import a rootfs directory or tarball as a one-layer image')
     s.add_argument('path', metavar='PATH')

@@ -235,6 +235,13 @@ class ImageStore:
         """The image ``text`` names (reference, ``name@digest``, ID or unique ID prefix), or None."""
         return self.resolve(text)[0]
 
+    def by_manifest(self, digest):
+        """The image of a stored manifest, named or not (a container's image after its last name went)."""
+        if not digest or not self.store.has_blob(digest):
+            return None
+        desc = Descriptor(mt.OCI_MANIFEST, digest, self.store.blob_size(digest))
+        return self._load(desc, [])
+
     def get(self, text):
         image = self.find(text)
         if image is None:

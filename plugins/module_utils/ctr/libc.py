@@ -96,6 +96,60 @@ def sethostname(name):
     return _check(_lib().sethostname(data, ctypes.c_size_t(len(data))), 'sethostname')
 
 
+def link_up(name):
+    """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
+    import fcntl
+    import socket
+    import struct
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ifreq = struct.pack('16sH14x', name.encode(), 0)
+        flags = struct.unpack('16sH14x', fcntl.ioctl(sock.fileno(), siocgifflags, ifreq))[1]
+        fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack('16sH14x', name.encode(), flags | iff_up))
+
+
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     return _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                                ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), 'prctl')
+
+
+# -- capabilities (capget/capset, version 3: two 32-bit words per set) -------------------------
+# prctl(2) options for the capability sets and the privilege flags
+PR_GET_KEEPCAPS = 7
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32), ('inheritable', ctypes.c_uint32)]
+
+
+def capget(pid=0):
+    """capget(2): the (effective, permitted, inheritable) sets of ``pid`` (0: this thread) as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(_lib().capget(ctypes.byref(header), data), 'capget')
+    return tuple(getattr(data[0], name) | getattr(data[1], name) << 32
+                 for name in ('effective', 'permitted', 'inheritable'))
+
+
+def capset(effective, permitted, inheritable):
+    """capset(2) for this thread; each set is a 64-bit mask (bit N: capability N)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for word in (0, 1):
+        shift = 32 * word
+        data[word].effective = (effective >> shift) & 0xffffffff
+        data[word].permitted = (permitted >> shift) & 0xffffffff
+        data[word].inheritable = (inheritable >> shift) & 0xffffffff
+    return _check(_lib().capset(ctypes.byref(header), data), 'capset')

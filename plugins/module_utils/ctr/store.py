@@ -478,7 +478,7 @@ class Store:
             return removed
         with self.collecting():
             keep_blobs, keep_chains, keep_diffs = set(), set(extra_chains), set()
-            manifests = [d.digest for d in self.read_index()] + list(extra_roots)
+            manifests = [d.digest for d in self.read_index()] + list(extra_roots) + self._container_roots()
             for digest in manifests:
                 self._mark(digest, keep_blobs, keep_chains, keep_diffs, layers)
             for name in sorted(os.listdir(self.blob_dir)):
@@ -499,6 +499,16 @@ class Store:
                     if 'sha256:' + name not in keep_diffs:
                         fsutil.remove_tree(os.path.join(sizes, name))
         return removed
+
+    def _container_roots(self):
+        """Manifests that containers were made from: their images stay while the containers do."""
+        roots = []
+        base = os.path.join(self.root, 'containers')
+        for name in os.listdir(base) if os.path.isdir(base) else ():
+            record = fsutil.read_json(os.path.join(base, name, 'config.json'), {})
+            if isinstance(record, dict) and isinstance(record.get('ImageManifest'), str) and record['ImageManifest']:
+                roots.append(record['ImageManifest'])
+        return roots
 
     def _mark(self, digest, keep_blobs, keep_chains, keep_diffs, layers):
         if digest in keep_blobs or not self.has_blob(digest):

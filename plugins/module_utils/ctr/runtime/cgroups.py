@@ -1,0 +1,709 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Control groups: one directory per container in every hierarchy it uses, on cgroup v2, v1 or both.
+
+Three layouts exist, told apart by ``/proc/self/mountinfo``:
+
+* ``unified``: one cgroup2 tree; a parent enables controllers for its children by
+  writing ``+memory`` and so on to its ``cgroup.subtree_control``.
+* ``hybrid``: v1 hierarchies (``/sys/fs/cgroup/<controller>``) hold the controllers, and a
+  cgroup2 tree (``/sys/fs/cgroup/unified``) holds few or none of them.
+* ``legacy``: v1 hierarchies only.
+
+One rule covers all three: a controller is served by the v1 hierarchy it is mounted on,
+else by the cgroup2 tree when that tree's root lists it in ``cgroup.controllers``. A
+container's directory is ``<mount point>/<parent>/<name>`` (``name`` is the container's
+64-hex ID, ``parent`` is ``ctr`` unless told otherwise) in each v1 hierarchy it joins, and in
+the cgroup2 tree whenever there is one: that directory gives ``cgroup.kill``,
+``cgroup.freeze`` and ``cgroup.events`` even when it serves no controller.
+
+Every write to a cgroup file goes through :func:`_write`, which turns an ``OSError`` into
+:class:`KernelError` naming the file. Parsers take text, so tests feed them fixtures.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import CtrError, InvalidArgument, KernelError
+
+DEFAULT_PARENT = 'ctr'
+UNIFIED = 'unified'                 # the key of the cgroup2 directory in Cgroup.paths
+PERIOD_US = 100000                  # CFS period for the cpus limit, as Docker uses
+MIN_MEMORY = 6 * 1024 * 1024        # Docker refuses less: "Minimum memory limit allowed is 6MB"
+MIN_CPUS = 0.01                     # a quota below 1 ms per period is refused by the kernel
+MAX_INT64 = (1 << 63) - 1
+V1_UNLIMITED = 1 << 62              # v1 reads back "no limit" as LONG_MAX rounded down to a page
+PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
+
+# The v1 hierarchies a container joins, when mounted, and the controllers it may get from cgroup2.
+V1_CONTROLLERS = ('memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices')
+V2_CONTROLLERS = ('memory', 'cpu', 'pids')
+# The option each limit comes from, and the controller that enforces it.
+LIMIT_CONTROLLERS = (('memory', 'memory'), ('cpus', 'cpu'), ('pids_limit', 'pids'))
+
+# The devices a default (non-privileged) container may use: anything may be created
+# (mknod), only these opened: null, zero, full, random, urandom, tty, console, ptmx, pts/*.
+DEFAULT_DEVICE_RULES = ('c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm',
+                        'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm')
+
+FREEZE_TIMEOUT = 10.0
+KILL_TIMEOUT = 10.0
+RMDIR_TIMEOUT = 5.0
+MAKE_ATTEMPTS = 10                  # a concurrent destroy may remove an empty parent under a create
+
+# v1 super options that are not controller names.
+_V1_OPTIONS = frozenset(('rw', 'ro', 'noprefix', 'xattr', 'clone_children', 'cpuset_v2_mode',
+                         'favordynmods', 'all', 'none'))
+_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,254}')
+_MEMORY = re.compile(r'(\d{1,20})(?:\.(\d{1,20}))? ?(?:([kmgtp])i?)?b?', re.IGNORECASE)
+_CPUS = re.compile(r'\d+(?:\.\d*)?|\.\d+')
+_UNITS = {None: 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+def _invalid(option, value, reason):
+    text = str(value)
+    text = text if text.isprintable() else repr(text)[1:-1]
+    return InvalidArgument('invalid %s "%s": %s' % (option, text, reason), option=option, value=value)
+
+
+def parse_memory(value):
+    """Bytes from ``512m``, ``1g``, ``1.5GiB``, ``64k`` or ``1048576`` (binary units, as Docker reads them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise _invalid('memory', value, 'give a number of bytes with an optional unit b, k, m, g, t or p, '
+                                            'such as 512m or 1g')
+        whole, fraction, unit = match.groups()
+        scale = _UNITS[unit.lower() if unit else None]
+        size = int(whole) * scale + int(fraction or '0') * scale // 10 ** len(fraction or '')
+    if size > MAX_INT64:
+        raise _invalid('memory', value, 'it exceeds the largest limit the kernel takes')
+    if size < MIN_MEMORY:
+        raise _invalid('memory', value, 'Minimum memory limit allowed is 6MB')
+    return size
+
+
+def parse_cpus(value, ncpu=None):
+    """CPUs as a float (``0.5``, ``2``), from 0.01 up to the number of CPUs on this host."""
+    ncpu = ncpu or os.cpu_count() or 1
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        cpus = float(value)
+    elif isinstance(value, str) and _CPUS.fullmatch(value.strip()):
+        cpus = float(value.strip())
+    else:
+        raise _invalid('cpus', value, 'give a number of CPUs such as 0.5 or 2')
+    if not math.isfinite(cpus) or cpus < MIN_CPUS or cpus > ncpu:
+        raise _invalid('cpus', value, 'the range of CPUs is from %.2f to %d, the number of CPUs on this host'
+                       % (MIN_CPUS, ncpu))
+    return cpus
+
+
+def parse_pids_limit(value):
+    """The most processes a container may hold at once: a whole number, 1 or more."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _invalid('pids_limit', value, 'give a whole number of processes, 1 or more (omit the option '
+                                            'for no limit)')
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one container; None means no limit."""
+
+    memory: Optional[int] = None     # bytes
+    cpus: Optional[float] = None     # CPUs (quota / period)
+    pids: Optional[int] = None       # processes
+
+    def __post_init__(self):
+        if self.memory is not None:
+            if isinstance(self.memory, bool) or not isinstance(self.memory, int):
+                raise _invalid('memory', self.memory, 'give a number of bytes')
+            parse_memory(self.memory)
+        if self.cpus is not None:
+            if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) \
+                    or not math.isfinite(self.cpus) or self.cpus < MIN_CPUS:
+                raise _invalid('cpus', self.cpus, 'give a number of CPUs, 0.01 or more')
+            object.__setattr__(self, 'cpus', float(self.cpus))
+        if self.pids is not None:
+            parse_pids_limit(None if isinstance(self.pids, str) else self.pids)
+
+    @classmethod
+    def parse(cls, memory=None, cpus=None, pids_limit=None, ncpu=None):
+        """Limits from the user's options (strings or numbers); an omitted option is no limit."""
+        return cls(memory=None if memory is None else parse_memory(memory),
+                   cpus=None if cpus is None else parse_cpus(cpus, ncpu),
+                   pids=None if pids_limit is None else parse_pids_limit(pids_limit))
+
+    def as_kernel_keeps(self):
+        """These limits as the kernel stores and reads them back: memory down to a page, cpus to a quota."""
+        return Limits(memory=None if self.memory is None else self.memory // PAGE_SIZE * PAGE_SIZE,
+                      cpus=None if self.cpus is None else _quota(self.cpus) / PERIOD_US,
+                      pids=self.pids)
+
+
+def _quota(cpus):
+    return int(round(cpus * PERIOD_US))
+
+
+# -- layout ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mount:
+    """One mounted cgroup hierarchy."""
+
+    version: int                    # 1 or 2
+    point: str                      # where it is mounted
+    root: str                       # the cgroup at the mount's root, relative to the hierarchy's root
+    controllers: frozenset          # v1: the controllers (and name=...) bound to it; v2: empty
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The cgroup hierarchies mounted on a host."""
+
+    kind: str                       # 'unified', 'hybrid', 'legacy' or 'none'
+    v1: Tuple[Mount, ...]
+    v2: Optional[Mount]
+
+    def v1_mount(self, controller):
+        for mount in self.v1:
+            if controller in mount.controllers:
+                return mount
+        return None
+
+
+def _unescape(field):
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes."""
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text):
+    """The cgroup :class:`Layout` described by the text of a ``/proc/PID/mountinfo``.
+
+    The first mount of a hierarchy wins; later mounts of it (bind mounts) are ignored.
+    """
+    v1, seen, v2 = [], set(), None
+    for line in text.splitlines():
+        fields = line.split(' ')
+        if '-' not in fields[6:]:
+            continue
+        sep = fields.index('-', 6)
+        if len(fields) < sep + 4:
+            continue
+        fstype, options = fields[sep + 1], fields[sep + 3].split(',')
+        root, point = _unescape(fields[3]), _unescape(fields[4])
+        if fstype == 'cgroup2' and v2 is None:
+            v2 = Mount(2, point, root, frozenset())
+        elif fstype == 'cgroup':
+            bound = frozenset(o for o in options if o.startswith('name=') or ('=' not in o and o not in _V1_OPTIONS))
+            if bound and not bound & seen:
+                seen |= bound
+                v1.append(Mount(1, point, root, bound))
+    has_v1_controllers = any(c for m in v1 for c in m.controllers if not c.startswith('name='))
+    if v2 is not None:
+        kind = 'hybrid' if has_v1_controllers else 'unified'
+    else:
+        kind = 'legacy' if v1 else 'none'
+    return Layout(kind, tuple(v1), v2)
+
+
+def read_layout(mountinfo=None):
+    """The layout from ``mountinfo`` text, else from this process's ``/proc/self/mountinfo``."""
+    if mountinfo is None:
+        mountinfo = _read('/proc/self/mountinfo')
+    return parse_mountinfo(mountinfo)
+
+
+def controllers(mountinfo=None):
+    """Each controller a container can use here, mapped to the cgroup version serving it (1 or 2)."""
+    return _served(read_layout(mountinfo))
+
+
+def _served(layout):
+    """v1 first: a controller bound to a v1 hierarchy is not in the cgroup2 tree."""
+    served = {c: 1 for c in V1_CONTROLLERS if layout.v1_mount(c)}
+    if layout.v2 is not None:
+        offered = (_read(os.path.join(layout.v2.point, 'cgroup.controllers'), missing_ok=True) or '').split()
+        served.update((c, 2) for c in V2_CONTROLLERS if c in offered and c not in served)
+    return served
+
+
+def cgroup_paths(text):
+    """The cgroup paths listed in the text of a ``/proc/PID/cgroup`` file."""
+    paths = set()
+    for line in text.splitlines():
+        parts = line.split(':', 2)
+        if len(parts) == 3:
+            paths.add(parts[2])
+    return paths
+
+
+# -- file access: the one place a cgroup file is written -------------------------------------------
+
+def _write(path, value):
+    """Write ``value`` to an existing cgroup file in one write(2)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode('ascii'))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise KernelError.from_oserror('write', path, exc) from None
+
+
+def _read(path, missing_ok=False):
+    """The file's text; with ``missing_ok``, None when it (or its cgroup, or its process) is gone."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            return handle.read()
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        if missing_ok:
+            return None
+        raise KernelError.from_oserror('read', path, exc) from None
+    except OSError as exc:
+        raise KernelError.from_oserror('read', path, exc) from None
+
+
+def _keyed(text, key):
+    """The integer after ``key`` in a flat-keyed file (``oom_kill 3``), or None."""
+    for line in (text or '').splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return int(parts[1])
+    return None
+
+
+def _mkdir(path):
+    """mkdir; a directory already there is fine."""
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise KernelError.from_oserror('mkdir', path, exc) from None
+
+
+def _rmdir(path, timeout=RMDIR_TIMEOUT):
+    """rmdir that tolerates a missing directory and waits out processes still leaving it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise KernelError.from_oserror('rmdir', path, exc) from None
+        time.sleep(0.01)
+
+
+def _wait_for(predicate, timeout):
+    """Poll ``predicate`` until true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def _check_name(what, value):
+    if not all(_NAME.fullmatch(part) for part in value.split('/')) or (what == 'name' and '/' in value):
+        raise _invalid('cgroup ' + what, value, '%suse letters, digits, "_", "." and "-", not starting with '
+                       '"." or "-"' % ('one path component: ' if what == 'name' else ''))
+
+
+# -- one container's cgroup ------------------------------------------------------------------------
+
+class Cgroup:
+    """One container's directories in the cgroup hierarchies of this host."""
+
+    def __init__(self, name, parent, layout, served, v1_dirs, v2_dir):
+        self.name = name
+        self.parent = parent
+        self.layout = layout
+        self._served = served             # controller -> 1 or 2
+        self._v1 = v1_dirs                # controller -> directory (co-mounted ones share it)
+        self._v2 = v2_dir                 # the cgroup2 directory, or None
+
+    # construction --------------------------------------------------------------------------------
+
+    @classmethod
+    def _plan(cls, name, parent, mountinfo):
+        _check_name('name', name)
+        _check_name('parent', parent)
+        layout = read_layout(mountinfo)
+        if layout.kind == 'none':
+            raise CtrError('no cgroup filesystem is mounted on this host (no cgroup or cgroup2 mount in mountinfo)')
+        served = _served(layout)
+        v1_dirs = {c: os.path.join(layout.v1_mount(c).point, parent, name) for c in served if served[c] == 1}
+        v2_dir = os.path.join(layout.v2.point, parent, name) if layout.v2 else None
+        return cls(name, parent, layout, served, v1_dirs, v2_dir)
+
+    @classmethod
+    def create(cls, name, limits=None, parent=DEFAULT_PARENT, mountinfo=None, allow_all_devices=False):
+        """Make (or reuse) the container's directories and apply ``limits``.
+
+        A limit whose controller the host lacks fails before anything is made. Unless
+        ``allow_all_devices`` (privileged containers), the v1 devices controller, when
+        mounted, limits the devices the container can open to Docker's default set.
+        """
+        limits = limits if limits is not None else Limits()
+        cgroup = cls._plan(name, parent, mountinfo)
+        cgroup._check_controllers(limits)
+        try:
+            cgroup._make()
+            if not allow_all_devices:
+                cgroup._restrict_devices()
+            cgroup.set_limits(limits)
+        except BaseException:
+            try:
+                cgroup.destroy()
+            except CtrError:
+                pass
+            raise
+        return cgroup
+
+    @classmethod
+    def open(cls, name, parent=DEFAULT_PARENT, mountinfo=None):
+        """The container's existing cgroup, or None when none of its directories exists."""
+        cgroup = cls._plan(name, parent, mountinfo)
+        return cgroup if cgroup.exists() else None
+
+    def _make(self):
+        for directory in sorted(set(self._v1.values())):
+            self._make_chain(directory, ())
+        if self._v2:
+            enable = tuple(c for c in V2_CONTROLLERS if self._served.get(c) == 2)
+            self._make_chain(self._v2, enable)
+
+    def _make_chain(self, leaf, enable):
+        """mkdir parent components and the leaf, enabling ``enable`` for children on the way.
+
+        A concurrent ``destroy`` of another container may remove an empty parent between two
+        steps; the chain is then made again.
+        """
+        parts = self.parent.split('/') + [self.name]
+        base = leaf
+        for dummy in parts:
+            base = os.path.dirname(base)
+        for attempt in range(MAKE_ATTEMPTS):
+            try:
+                directory = base
+                _enable_for_children(directory, enable)
+                for part in parts:
+                    directory = os.path.join(directory, part)
+                    _mkdir(directory)
+                    if directory != leaf:
+                        _enable_for_children(directory, enable)
+                return
+            except KernelError as exc:
+                if exc.details.get('errno') != errno.ENOENT or attempt == MAKE_ATTEMPTS - 1:
+                    raise
+
+    def _restrict_devices(self):
+        directory = self._v1.get('devices')
+        if directory is not None:
+            _write(os.path.join(directory, 'devices.deny'), 'a')
+            for rule in DEFAULT_DEVICE_RULES:
+                _write(os.path.join(directory, 'devices.allow'), rule)
+
+    @property
+    def devices_restricted(self):
+        """True when the kernel limits the devices this cgroup's processes may open (v1 devices list).
+
+        cgroup2 has no such file (it filters devices with an eBPF program, not written here): there
+        this is False, and keeping device nodes out is up to the caller (drop CAP_MKNOD).
+        """
+        directory = self._v1.get('devices')
+        listed = _read(os.path.join(directory, 'devices.list'), missing_ok=True) if directory else None
+        return listed is not None and 'a *:* rwm' not in listed.split('\n')
+
+    # inspection ----------------------------------------------------------------------------------
+
+    @property
+    def paths(self):
+        """Controller -> directory; ``unified`` is the cgroup2 directory."""
+        paths = dict(self._v1)
+        if self._v2:
+            paths.update((c, self._v2) for c, version in self._served.items() if version == 2)
+            paths[UNIFIED] = self._v2
+        return paths
+
+    def directories(self):
+        """Every directory of this cgroup, once each."""
+        return sorted(set(self.paths.values()))
+
+    def exists(self):
+        return any(os.path.isdir(d) for d in self.directories())
+
+    def pids(self):
+        """The processes in the cgroup, from every hierarchy it uses."""
+        found = set()
+        for directory in self.directories():
+            text = _read(os.path.join(directory, 'cgroup.procs'), missing_ok=True)
+            found.update(int(p) for p in (text or '').split())
+        return sorted(found)
+
+    def add(self, pid):
+        """Move process ``pid`` into the cgroup, in every hierarchy it uses."""
+        for directory in self.directories():
+            _write(os.path.join(directory, 'cgroup.procs'), str(pid))
+
+    # limits --------------------------------------------------------------------------------------
+
+    def _check_controllers(self, limits):
+        for option, controller in LIMIT_CONTROLLERS:
+            value = getattr(limits, 'pids' if option == 'pids_limit' else option)
+            if value is not None and controller not in self._served:
+                raise CtrError('%s needs the %s cgroup controller, which this host lacks' % (option, controller),
+                               option=option)
+
+    def _file(self, controller, filename):
+        """(version, path) of a controller's file, or (None, None) when the controller is not served."""
+        version = self._served.get(controller)
+        if version is None:
+            return None, None
+        directory = self._v1[controller] if version == 1 else self._v2
+        return version, os.path.join(directory, filename)
+
+    def set_limits(self, limits):
+        """Write ``limits``; None lifts a limit. Fails, changing nothing, when a controller is missing."""
+        self._check_controllers(limits)
+        if 'memory' in self._served:
+            self._set_memory(limits.memory)
+        version, path = self._file('cpu', 'cpu.max')
+        if version == 2:
+            _write(path, '%s %d' % ('max' if limits.cpus is None else _quota(limits.cpus), PERIOD_US))
+        elif version == 1:
+            directory = self._v1['cpu']
+            _write(os.path.join(directory, 'cpu.cfs_period_us'), str(PERIOD_US))
+            _write(os.path.join(directory, 'cpu.cfs_quota_us'),
+                   '-1' if limits.cpus is None else str(_quota(limits.cpus)))
+        version, path = self._file('pids', 'pids.max')
+        if version is not None:
+            _write(path, 'max' if limits.pids is None else str(limits.pids))
+
+    def _set_memory(self, memory):
+        """The memory limit, and the same limit on memory plus swap so swap cannot dodge it."""
+        if self._served['memory'] == 2:
+            _write(os.path.join(self._v2, 'memory.max'), 'max' if memory is None else str(memory))
+            swap = os.path.join(self._v2, 'memory.swap.max')
+            if os.path.exists(swap):
+                _write(swap, 'max' if memory is None else '0')
+            return
+        directory = self._v1['memory']
+        value = '-1' if memory is None else str(memory)
+        limit = os.path.join(directory, 'memory.limit_in_bytes')
+        memsw = os.path.join(directory, 'memory.memsw.limit_in_bytes')
+        current = _read(memsw, missing_ok=True)
+        if current is None:
+            _write(limit, value)
+            return
+        # The kernel keeps memory <= memory+swap at every step: raise memsw first, lower it last.
+        raising = memory is None or memory > int(current)
+        for path in ((memsw, limit) if raising else (limit, memsw)):
+            _write(path, value)
+
+    def limits(self):
+        """The limits as the kernel holds them now (read back, not remembered)."""
+        memory = quota = pids = None
+        version, path = self._file('memory', 'memory.max' if self._served.get('memory') == 2
+                                   else 'memory.limit_in_bytes')
+        if version:
+            memory = _max_or_int(_read(path))     # v1 says "no limit" with a huge number (or -1)
+            memory = None if memory is None or memory < 0 or memory >= V1_UNLIMITED else memory
+        version, path = self._file('cpu', 'cpu.max' if self._served.get('cpu') == 2 else 'cpu.cfs_quota_us')
+        if version:
+            quota = _read(path).split()       # v2 "quota period", v1 "quota" (-1: none)
+            period = quota[1] if version == 2 else _read(os.path.join(self._v1['cpu'], 'cpu.cfs_period_us'))
+            quota = None if quota[0] in ('max', '-1') else int(quota[0]) / int(period)
+        version, path = self._file('pids', 'pids.max')
+        if version:
+            pids = _max_or_int(_read(path))
+        return Limits(memory=memory, cpus=quota, pids=pids)
+
+    def oom_killed(self):
+        """True when the kernel's OOM killer has killed a process of this cgroup.
+
+        v2 reads ``oom_kill`` in ``memory.events``; v1 the ``oom_kill`` counter of
+        ``memory.oom_control`` (Linux 4.13 and later; older kernels always give False).
+        """
+        version, path = self._file('memory', 'memory.events')
+        if version == 1:
+            path = os.path.join(self._v1['memory'], 'memory.oom_control')
+        if version is None:
+            return False
+        return (_keyed(_read(path, missing_ok=True), 'oom_kill') or 0) > 0
+
+    # freezer -------------------------------------------------------------------------------------
+
+    def _freezer(self):
+        """(version, directory) of the freezer: v1 freezer hierarchy, else cgroup2 ``cgroup.freeze``."""
+        if 'freezer' in self._v1:
+            return 1, self._v1['freezer']
+        if self._v2 and os.path.exists(os.path.join(self._v2, 'cgroup.freeze')):
+            return 2, self._v2
+        return None, None
+
+    def is_frozen(self):
+        version, directory = self._freezer()
+        if version == 1:
+            return (_read(os.path.join(directory, 'freezer.state'), missing_ok=True) or '').strip() == 'FROZEN'
+        if version == 2:
+            return _keyed(_read(os.path.join(directory, 'cgroup.events'), missing_ok=True), 'frozen') == 1
+        return False
+
+    def freeze(self, timeout=FREEZE_TIMEOUT):
+        """Stop every process of the cgroup; return once the kernel says all are frozen."""
+        self._set_frozen(True, timeout)
+
+    def thaw(self, timeout=FREEZE_TIMEOUT):
+        """Let the processes of a frozen cgroup run again; return once all are."""
+        self._set_frozen(False, timeout)
+
+    def _set_frozen(self, frozen, timeout):
+        version, directory = self._freezer()
+        if version is None:
+            raise CtrError('freezing cgroup "%s/%s" needs the freezer cgroup controller (v1) or cgroup.freeze '
+                           '(v2, Linux 5.2), which this host lacks' % (self.parent, self.name))
+        if version == 1:
+            _write(os.path.join(directory, 'freezer.state'), 'FROZEN' if frozen else 'THAWED')
+        else:
+            _write(os.path.join(directory, 'cgroup.freeze'), '1' if frozen else '0')
+        if not _wait_for(lambda: self.is_frozen() == frozen, timeout):
+            raise CtrError('%s cgroup "%s/%s" did not finish within %g s' % (
+                'freezing' if frozen else 'thawing', self.parent, self.name, timeout))
+
+    # killing and removal -------------------------------------------------------------------------
+
+    def kill_all(self, sig=signal.SIGKILL, timeout=KILL_TIMEOUT):
+        """Send ``sig`` to every process of the cgroup; for SIGKILL, also wait until it is empty.
+
+        cgroup2's ``cgroup.kill`` (Linux 5.14) kills the whole tree at once; without it, or
+        for a process it missed (one in the v1 hierarchies only), the cgroup is frozen when it
+        can be, each process signalled, and the cgroup thawed, in rounds until none is left.
+        """
+        if sig != signal.SIGKILL:
+            for pid in self.pids():
+                self._signal(pid, sig)
+            return
+        deadline = time.monotonic() + timeout
+        kill_file = os.path.join(self._v2, 'cgroup.kill') if self._v2 else None
+        first = True
+        while self.pids():
+            if first and kill_file and os.path.exists(kill_file):
+                _write(kill_file, '1')
+            else:
+                self._best_effort_frozen(True)
+                for pid in self.pids():
+                    self._signal(pid, signal.SIGKILL)
+            self._best_effort_frozen(False)     # v1 frozen processes die only once thawed
+            first = False
+            if _wait_for(lambda: not self.pids(), min(0.5, max(deadline - time.monotonic(), 0))):
+                return
+            if time.monotonic() > deadline:
+                left = self.pids()
+                raise CtrError('cgroup "%s/%s" still holds %d process(es) %s %g s after SIGKILL' % (
+                    self.parent, self.name, len(left), ' '.join(map(str, left[:10])), timeout))
+
+    def _best_effort_frozen(self, frozen):
+        if self._freezer()[0] is None:
+            return
+        try:
+            self._set_frozen(frozen, 1.0)
+        except CtrError:
+            pass
+
+    def _signal(self, pid, sig):
+        """Signal ``pid`` only if it is still ours: pidfd first, then check its cgroup, then signal."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise KernelError.from_oserror('pidfd_open', '/proc/%d' % pid, exc) from None
+            pidfd = None
+        try:
+            if not self._owns(pid):
+                return
+            if pidfd is None:
+                os.kill(pid, sig)
+            else:
+                signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            pass
+        except OSError as exc:
+            raise KernelError.from_oserror('kill', '/proc/%d' % pid, exc) from None
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _owns(self, pid):
+        """True when ``/proc/PID/cgroup`` puts the process in this cgroup (or below it)."""
+        text = _read('/proc/%d/cgroup' % pid, missing_ok=True)
+        if text is None:
+            return False
+        mine = set()
+        for mount in self.layout.v1 + ((self.layout.v2,) if self.layout.v2 else ()):
+            mine.add(os.path.normpath(os.path.join('/', mount.root.lstrip('/'), self.parent, self.name)))
+        return any(p in mine or any(p.startswith(m + '/') for m in mine) for p in cgroup_paths(text))
+
+    def destroy(self):
+        """Kill every process, then remove the container's directories and any parent left empty.
+
+        Idempotent: a cgroup already (partly) gone is fine.
+        """
+        if self.exists():
+            self.kill_all()
+        for directory in self.directories():
+            _rmdir(directory)
+        for directory in self.directories():
+            parent = os.path.dirname(directory)
+            for dummy in self.parent.split('/'):
+                try:
+                    os.rmdir(parent)
+                except OSError as exc:
+                    if exc.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.EEXIST):
+                        break       # another container's cgroup is still there
+                    if exc.errno != errno.ENOENT:
+                        raise KernelError.from_oserror('rmdir', parent, exc) from None
+                parent = os.path.dirname(parent)
+
+    def __repr__(self):
+        return 'Cgroup(%r, parent=%r, kind=%r, paths=%r)' % (self.name, self.parent, self.layout.kind, self.paths)
+
+
+def _max_or_int(text):
+    text = text.strip()
+    return None if text == 'max' else int(text)
+
+
+def _enable_for_children(directory, wanted):
+    """Enable each of ``wanted`` in ``directory``'s cgroup.subtree_control that is not yet enabled."""
+    if not wanted:
+        return
+    path = os.path.join(directory, 'cgroup.subtree_control')
+    enabled = set(_read(path).split())
+    for controller in wanted:
+        if controller not in enabled:
+            _write(path, '+' + controller)

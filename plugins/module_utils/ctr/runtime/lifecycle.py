@@ -1,0 +1,307 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container lifecycle: create, start, stop, kill, wait, remove, logs and inspect.
+
+What the CLI and the modules call. State is always read back from the host:
+a container whose monitor is gone (killed, or the host rebooted) is reported as
+such, never as running on the strength of an old state file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from ..errors import Conflict, CtrError, InvalidArgument, NotFound
+from ..images import ImageStore
+from . import monitor, rootfs
+from .containers import Container, ContainerStore, State, new_id, now, validate_name
+
+NETWORK_MODES = ('none', 'host')
+RESTART_POLICIES = ('no', 'on-failure', 'always', 'unless-stopped')
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def parse_signal(value, option='stop_signal'):
+    """'SIGTERM', 'TERM', '15' -> 15."""
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().upper()
+        if text.isdigit():
+            number = int(text)
+        else:
+            name = text if text.startswith('SIG') else 'SIG' + text
+            try:
+                number = int(getattr(signal.Signals, name))
+            except AttributeError:
+                raise InvalidArgument('%s "%s" is not a signal name or number' % (option, value))
+    if not 1 <= number <= 64:
+        raise InvalidArgument('%s "%s" is out of the range 1-64' % (option, value))
+    return number
+
+
+class Runtime:
+    """Containers of one store root."""
+
+    def __init__(self, root=None):
+        self.images = ImageStore(root)
+        self.containers = ContainerStore(self.images.store.root)
+
+    # -- reading -----------------------------------------------------------
+
+    def refresh(self, container):
+        """Correct a stale state: a running container whose monitor is gone is not running any more."""
+        state = container.State
+        if state.Status not in ('running', 'restarting', 'paused') or not state.MonitorPid:
+            return container
+        if monitor.process_start_time(state.MonitorPid) == (state.MonitorStart or None) \
+                and monitor.process_start_time(state.MonitorPid) is not None:
+            return container
+        alive = bool(state.Pid) and monitor.process_start_time(state.Pid) is not None
+        state.Running, state.Restarting, state.MonitorPid = alive, False, 0
+        if not alive:
+            state.Status, state.Pid = 'exited', 0
+            state.ExitCode = 255
+            state.FinishedAt = state.FinishedAt if state.FinishedAt[:4] != '0001' else now()
+            state.Error = 'the monitor is gone (killed, or the host restarted): the exit code is unknown'
+        else:
+            state.Error = 'the monitor is gone: logs and the exit code are no longer recorded'
+        return container
+
+    def get(self, name):
+        return self.refresh(self.containers.get(name))
+
+    def find(self, name):
+        container = self.containers.find(name)
+        return self.refresh(container) if container else None
+
+    def list(self, all_=True):
+        out = [self.refresh(c) for c in self.containers.list()]
+        return out if all_ else [c for c in out if c.State.Running]
+
+    # -- create -------------------------------------------------------------
+
+    def create(self, image, name=None, command=None, entrypoint=None, env=None, user=None, working_dir=None,
+               hostname=None, labels=None, network_mode='none', restart_policy='no', restart_retries=0,
+               stop_signal=None, stop_timeout=None, memory=None, cpus=None, pids_limit=None, capabilities=(),
+               cap_drop=(), privileged=False, read_only=False):
+        """A new container record (nothing runs yet); validates everything first."""
+        from . import spec
+
+        img = self.images.get(image)
+        cfg = img.config.get('config') or {}
+        container_id = new_id()
+        name = validate_name(name) if name else _generated_name(container_id)
+        if network_mode not in NETWORK_MODES:
+            raise InvalidArgument('network_mode "%s" is not one of %s (bridge networks come with ctr_network)'
+                                  % (network_mode, ', '.join(NETWORK_MODES)))
+        if restart_policy not in RESTART_POLICIES:
+            raise InvalidArgument('restart_policy "%s" is not one of %s' % (restart_policy, ', '.join(RESTART_POLICIES)))
+        entry, cmd = spec.entrypoint_and_cmd(cfg, entrypoint, command)
+        argv = spec.command_line(cfg, entrypoint, command)
+        env_list = spec.merge_env(cfg.get('Env') or [], env or {})
+        cwd = spec.working_dir(cfg, working_dir)
+        signal_name = stop_signal or cfg.get('StopSignal') or 'SIGTERM'
+        parse_signal(signal_name)
+        limits = _limits(memory, cpus, pids_limit)
+        from . import security
+        security.effective_caps(capabilities or (), cap_drop or (), privileged)
+        config = {
+            'Hostname': hostname or container_id[:12], 'Domainname': '', 'User': user if user is not None else
+            (cfg.get('User') or ''), 'Env': env_list, 'Cmd': cmd, 'Entrypoint': entry or None, 'WorkingDir': cwd,
+            'Labels': dict(cfg.get('Labels') or {}, **(labels or {})), 'Image': image,
+            'StopSignal': signal_name, 'StopTimeout': DEFAULT_STOP_TIMEOUT if stop_timeout is None else int(stop_timeout),
+            'ExposedPorts': cfg.get('ExposedPorts') or {},
+        }
+        host_config = {
+            'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': int(restart_retries or 0)},
+            'Memory': limits.memory or 0, 'NanoCpus': int(round((limits.cpus or 0) * 1e9)), 'PidsLimit': limits.pids or 0,
+            'CapAdd': list(capabilities or []), 'CapDrop': list(cap_drop or []), 'Privileged': bool(privileged),
+            'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},
+        }
+        container = Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
+                              Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
+                              ImageManifest=img.manifest.digest)
+        self.containers.create(container)
+        return container
+
+    # -- start / stop -------------------------------------------------------
+
+    def start(self, name):
+        """Start a created or exited container; returns (container, changed)."""
+        container = self.get(name)
+        if container.State.Running:
+            return container, False
+        directory = self.containers.dir(container.Id)
+        try:
+            os.unlink(monitor.stop_marker(directory))
+        except FileNotFoundError:
+            pass
+        image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
+        if image is None:
+            raise NotFound('container %s uses image %s, which is no longer in the store'
+                           % (container.Name, container.Image[7:19]))
+        layer_dirs = self.images.unpack(image.id)
+        paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'])
+        rootfs.mount(paths)
+        try:
+            plan = self._plan(container, paths)
+            monitor.spawn(container, self.containers, plan, paths)
+        except BaseException:
+            if not self.containers.load(container.Id).State.MonitorPid:
+                rootfs.unmount(paths)
+            raise
+        return self.get(container.Id), True
+
+    def _plan(self, container, paths):
+        from . import security, spec
+        from .start import StartPlan
+        cfg, host = container.Config, container.HostConfig
+        uid, gid, groups, home = security.resolve_user(cfg.get('User') or '', paths.merged)
+        caps = None if host.get('Privileged') else list(
+            security.effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
+        env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], home)
+        return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env, cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
+                         network=host.get('NetworkMode') or 'none', uid=uid, gid=gid, groups=list(groups), caps=caps,
+                         no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
+                         mask=not host.get('Privileged'))
+
+    def stop(self, name, timeout=None):
+        """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
+        container = self.get(name)
+        if not container.State.Running and container.State.Status != 'restarting':
+            return container, False
+        directory = self.containers.dir(container.Id)
+        with open(monitor.stop_marker(directory), 'w'):
+            pass
+        timeout = container.Config.get('StopTimeout', DEFAULT_STOP_TIMEOUT) if timeout is None else timeout
+        self._signal(container, parse_signal(container.Config.get('StopSignal') or 'SIGTERM'))
+        if not self._wait_stopped(container.Id, timeout):
+            self._signal(self.get(container.Id), signal.SIGKILL)
+            if not self._wait_stopped(container.Id, 10):
+                raise CtrError('container %s did not stop even after SIGKILL' % container.Name)
+        return self.get(container.Id), True
+
+    def kill(self, name, sig='SIGKILL'):
+        container = self.get(name)
+        if not container.State.Running:
+            raise Conflict('container %s is not running' % container.Name)
+        self._signal(container, parse_signal(sig, 'signal'))
+        return container
+
+    def _signal(self, container, number):
+        pid = container.State.Pid
+        if pid and _parent_of(pid) == container.State.MonitorPid:   # never a PID that was reused
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
+
+    def _wait_stopped(self, container_id, timeout):
+        deadline = time.time() + max(0, timeout)
+        while True:
+            c = self.get(container_id)
+            if not c.State.Running and not c.State.MonitorPid:
+                return True
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def wait(self, name, timeout=None):
+        """Block until the container is done (its monitor exited); returns its exit code."""
+        container = self.get(name)
+        deadline = None if timeout is None else time.time() + timeout
+        while container.State.MonitorPid and (deadline is None or time.time() < deadline):
+            time.sleep(0.02)
+            container = self.get(container.Id)
+        return container.State.ExitCode
+
+    def remove(self, name, force=False):
+        """Remove a container (``force`` kills a running one first); returns whether it existed."""
+        container = self.find(name)
+        if container is None:
+            return False
+        if container.State.Running or container.State.MonitorPid:
+            if not force:
+                raise Conflict('container %s is running; stop it first or use force' % container.Name)
+            self.stop(container.Id, timeout=0)
+        paths = rootfs.paths(self.containers.dir(container.Id), [])
+        rootfs.unmount(paths)
+        try:
+            from . import cgroups
+            cg = cgroups.Cgroup.open(container.Id)
+            if cg is not None:
+                cg.destroy()
+        except ImportError:
+            pass
+        self.containers.remove_record(container)
+        return True
+
+    # -- output ---------------------------------------------------------------
+
+    def log_path(self, container):
+        return os.path.join(self.containers.dir(container.Id), container.Id + '-json.log')
+
+    def logs(self, name, tail=None):
+        """``[(stream, text)]`` of the container's log (the rotated file first)."""
+        container = self.get(name)
+        path = self.log_path(container)
+        lines = []
+        for p in (path + '.1', path):
+            try:
+                with open(p, 'rb') as f:
+                    for raw in f:
+                        try:
+                            rec = json.loads(raw.decode('utf-8'))
+                            lines.append((rec['stream'], rec['log']))
+                        except (ValueError, KeyError):
+                            continue
+            except FileNotFoundError:
+                continue
+        return lines[-tail:] if tail else lines
+
+    def inspect(self, container):
+        """Docker's ``container inspect`` shape."""
+        directory = self.containers.dir(container.Id)
+        from ..layers import chain_ids
+        image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
+        layer_dirs = [self.images.store.layer_dir(c) for c in chain_ids(image.diff_ids)] if image else []
+        state = {k: v for k, v in container.State.__dict__.items() if not k.startswith('Monitor')}
+        state.pop('RestartCount', None)
+        return {
+            'Id': container.Id, 'Name': '/' + container.Name, 'Created': container.Created,
+            'Path': container.Path, 'Args': list(container.Args), 'State': state,
+            'Image': container.Image, 'RestartCount': container.State.RestartCount,
+            'Config': container.Config, 'HostConfig': container.HostConfig,
+            'GraphDriver': rootfs.paths(directory, layer_dirs).graph_driver(),
+            'Mounts': [], 'LogPath': self.log_path(container), 'Platform': 'linux',
+            'NetworkSettings': {'Networks': {}, 'IPAddress': '', 'Ports': {}},
+        }
+
+
+def _limits(memory, cpus, pids_limit):
+    from . import cgroups
+    given = [None if v in (None, '', 0) else v for v in (memory, cpus, pids_limit)]
+    return cgroups.Limits.parse(memory=given[0], cpus=given[1], pids_limit=given[2])
+
+
+def _parent_of(pid):
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            return int(f.read().decode('ascii', 'replace').rsplit(')', 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_ADJECTIVES = ('brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nimble',
+               'quiet', 'sharp', 'tender', 'vivid', 'witty')
+_NOUNS = ('ant', 'bee', 'cat', 'deer', 'eel', 'fox', 'gnu', 'hare', 'ibis', 'jay', 'kiwi', 'lynx', 'mole', 'newt',
+          'owl', 'puma')
+
+
+def _generated_name(container_id):
+    n = int(container_id[:8], 16)
+    return '%s_%s_%s' % (_ADJECTIVES[n % 16], _NOUNS[(n >> 4) % 16], container_id[:6])

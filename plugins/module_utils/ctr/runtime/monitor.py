@@ -1,0 +1,360 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The per-container monitor: our conmon. One small process per running container.
+
+``spawn`` (called by the CLI or a module) double-forks the monitor into its own
+session, so it outlives the caller and is adopted by init. The monitor closes
+every descriptor it inherited (Ansible reads the module's stdout and stderr
+until EOF) and then, for each run of the container:
+
+1. ``unshare(CLONE_NEWPID)`` and fork: the child is PID 1 of a new PID namespace
+   and runs the start sequence (``start.contain``) up to execve;
+2. places it in its cgroup, lets it go, and learns from the close-on-exec error
+   pipe whether execve happened;
+3. records the state atomically, tells ``spawn`` the PID (or the error);
+4. copies the container's stdout and stderr into a json-file log (Docker's
+   format: one JSON object per line with ``log``, ``stream``, ``time``), capped
+   and rotated;
+5. reaps PID 1, records exit code, times and OOM kill, and applies the restart
+   policy with back-off, unless a stop was asked for.
+
+When the container is done for good the monitor unmounts the rootfs, removes
+the cgroup and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+
+from .. import libc
+from ..images import rfc3339
+
+LOG_MAX = 10 << 20              # bytes before the log rotates (one old file kept)
+_LINE_MAX = 16 << 10            # a line longer than this is split, as Docker does
+_STOP_MARKER = 'stop-requested'
+_BACKOFF_START, _BACKOFF_MAX, _BACKOFF_RESET = 0.1, 10.0, 10.0
+
+
+def stop_marker(container_dir):
+    return os.path.join(container_dir, _STOP_MARKER)
+
+
+def process_start_time(pid):
+    """Field 22 of /proc/PID/stat (clock ticks since boot), or None: tells a PID from its reuse."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            data = f.read().decode('ascii', 'replace')
+    except OSError:
+        return None
+    return int(data.rsplit(')', 1)[1].split()[19])
+
+
+def spawn(container, store, plan, rootfs_paths, cgroup_parent='ctr'):
+    """Start the monitor (which starts the container); returns the container's PID once it has exec'd.
+
+    Raises CtrError with the start sequence's own message when the container could not start.
+    """
+    from ..errors import CtrError
+
+    report_r, report_w = os.pipe()
+    child = os.fork()
+    if child == 0:                                   # the intermediate: gone at once, the monitor is adopted
+        try:
+            os.close(report_r)
+            os.setsid()
+            if os.fork() == 0:
+                _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w)
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    os.waitpid(child, 0)
+    with os.fdopen(report_r, 'rb') as report:
+        data = report.read()
+    try:
+        result = json.loads(data.decode('utf-8')) if data else {'error': 'the monitor died before it reported'}
+    except ValueError:
+        result = {'error': 'the monitor reported garbage: %r' % data[:200]}
+    if 'error' in result:
+        raise CtrError('container %s failed to start: %s' % (container.Name, result['error']),
+                       container=container.Name)
+    return result['pid']
+
+
+class _Log:
+    """Docker's json-file log: ``{"log": "...\\n", "stream": "stdout", "time": "..."}`` per line."""
+
+    def __init__(self, path):
+        self.path = path
+        self._f = open(path, 'ab', buffering=0)
+        self._partial = {'stdout': b'', 'stderr': b''}
+
+    def feed(self, stream, data):
+        buf = self._partial[stream] + data
+        while True:
+            cut = buf.find(b'\n')
+            if cut < 0 and len(buf) < _LINE_MAX:
+                break
+            end = cut + 1 if cut >= 0 else _LINE_MAX
+            self._write(stream, buf[:end])
+            buf = buf[end:]
+        self._partial[stream] = buf
+
+    def flush(self):
+        for stream, buf in self._partial.items():
+            if buf:
+                self._write(stream, buf)
+            self._partial[stream] = b''
+
+    def _write(self, stream, chunk):
+        ts = time.time()
+        record = {'log': chunk.decode('utf-8', 'replace'), 'stream': stream,
+                  'time': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ts)) + '.%09dZ' % int((ts % 1) * 1e9)}
+        self._f.write(json.dumps(record).encode('utf-8') + b'\n')
+        if self._f.tell() > LOG_MAX:
+            self._f.close()
+            os.replace(self.path, self.path + '.1')
+            self._f = open(self.path, 'ab', buffering=0)
+
+    def close(self):
+        self.flush()
+        self._f.close()
+
+
+def _detach_from_caller(keep):
+    """Stdio to /dev/null, every other inherited descriptor closed: Ansible must see EOF on its pipes."""
+    devnull = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    for name in os.listdir('/proc/self/fd'):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
+    from . import rootfs
+    from .start import contain
+
+    _detach_from_caller(keep=(report_w,))
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    libc.prctl(libc.PR_SET_NAME, _name_arg(b'ctr-monitor'))
+    directory = store.dir(container.Id)
+    state = container.State
+    state.MonitorPid = os.getpid()
+    state.MonitorStart = process_start_time(os.getpid())
+    log = _Log(os.path.join(directory, container.Id + '-json.log'))
+    cgroup = None
+    policy, retries = _policy(container.HostConfig)
+    backoff = _BACKOFF_START
+    try:
+        while True:
+            if cgroup is None:
+                cgroup = _cgroup(container, cgroup_parent)
+            pid, error = _run_once(plan, cgroup, log, contain)
+            if error is not None:
+                _record_failure(container, store, error)
+                if cgroup is not None:                  # leave nothing behind before the caller hears of it
+                    _safe(cgroup.destroy)
+                    cgroup = None
+                _safe(lambda: rootfs.unmount(rootfs_paths))
+                _report(report_w, {'error': error})
+                report_w = None
+                break
+            started = time.time()
+            state.Status, state.Running, state.Restarting, state.Pid = 'running', True, False, pid
+            state.StartedAt, state.ExitCode, state.Error, state.OOMKilled = rfc3339(started), 0, '', False
+            store.save_state(container)
+            if report_w is not None:
+                _report(report_w, {'pid': pid})
+                report_w = None
+            status = _pump(pid, log)
+            code = os.waitstatus_to_exitcode(status) if hasattr(os, 'waitstatus_to_exitcode') else _exitcode(status)
+            state.ExitCode = 128 - code if code < 0 else code
+            state.OOMKilled = bool(cgroup is not None and _safe(cgroup.oom_killed))
+            state.FinishedAt = rfc3339(time.time())
+            state.Running, state.Pid = False, 0
+            stopped = os.path.exists(stop_marker(directory))
+            if time.time() - started > _BACKOFF_RESET:
+                backoff = _BACKOFF_START
+            if stopped or not _should_restart(policy, retries, state):
+                state.Status = 'exited'
+                store.save_state(container)
+                break
+            state.Status, state.Restarting = 'restarting', True
+            state.RestartCount += 1
+            store.save_state(container)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+            if os.path.exists(stop_marker(directory)):
+                state.Status, state.Restarting = 'exited', False
+                store.save_state(container)
+                break
+    except BaseException as exc:    # pylint: disable=broad-except
+        _record_failure(container, store, 'the monitor failed: %s' % exc)
+        if report_w is not None:
+            _report(report_w, {'error': 'the monitor failed: %s' % exc})
+    finally:
+        log.close()
+        if cgroup is not None:
+            _safe(cgroup.destroy)
+        _safe(lambda: rootfs.unmount(rootfs_paths))
+        state.MonitorPid = 0
+        _safe(lambda: store.save_state(container))
+    os._exit(0)
+
+
+def _name_arg(name):
+    import ctypes
+    buf = ctypes.create_string_buffer(name)
+    _name_arg.keep = buf                 # the kernel copies it, but keep it alive across the call
+    return ctypes.addressof(buf)
+
+
+def _cgroup(container, parent):
+    """The container's cgroup with its limits; None when this host offers no cgroup we can use."""
+    try:
+        from . import cgroups
+    except ImportError:
+        return None
+    limits = cgroups.Limits(memory=container.HostConfig.get('Memory') or None,
+                            cpus=(container.HostConfig.get('NanoCpus') or 0) / 1e9 or None,
+                            pids=container.HostConfig.get('PidsLimit') or None)
+    return cgroups.Cgroup.create(container.Id, limits, parent=parent,
+                                 allow_all_devices=bool(container.HostConfig.get('Privileged')))
+
+
+def _run_once(plan, cgroup, log, contain):
+    """Fork PID 1 of a new PID namespace and see it through execve: ``(pid, None)`` or ``(None, error)``."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    go_r, go_w = os.pipe()
+    fail_r, fail_w = os.pipe2(os.O_CLOEXEC)
+    _new_pid_namespace_for_children()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in (out_r, err_r, go_w, fail_r):
+                os.close(fd)
+            null = os.open('/dev/null', os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            contain(plan, go_r, fail_w)
+        finally:
+            os._exit(127)
+    for fd in (out_w, err_w, go_r, fail_w):
+        os.close(fd)
+    try:
+        if cgroup is not None:
+            cgroup.add(pid)
+        os.write(go_w, b'g')
+    except Exception as exc:    # pylint: disable=broad-except
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for fd in (out_r, err_r, fail_r):
+            os.close(fd)
+        return None, 'cannot place the container in its cgroup: %s' % exc
+    finally:
+        os.close(go_w)
+    with os.fdopen(fail_r, 'rb') as fail:
+        message = fail.read()
+    if message:
+        os.waitpid(pid, 0)
+        os.close(out_r)
+        os.close(err_r)
+        return None, message.decode('utf-8', 'replace')
+    log.fds = (out_r, err_r)
+    return pid, None
+
+
+def _new_pid_namespace_for_children():
+    """The next fork is PID 1 of a new PID namespace -- also on a restart.
+
+    unshare(CLONE_NEWPID) works only while the children's PID namespace is still our
+    own, so after a first run we go back to ours (setns) before making another.
+    """
+    if os.readlink('/proc/self/ns/pid_for_children') != os.readlink('/proc/self/ns/pid'):
+        fd = os.open('/proc/self/ns/pid', os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.setns(fd, libc.CLONE_NEWPID)
+        finally:
+            os.close(fd)
+    libc.unshare(libc.CLONE_NEWPID)
+
+
+def _pump(pid, log):
+    """Copy stdout/stderr to the log until PID 1 exits; returns its wait status."""
+    out_r, err_r = log.fds
+    poller = select.poll()
+    streams = {out_r: 'stdout', err_r: 'stderr'}
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    open_fds = set(streams)
+    status = None
+    while status is None or open_fds:
+        for fd, _event in poller.poll(200 if status is None else 50):
+            data = os.read(fd, 65536)
+            if data:
+                log.feed(streams[fd], data)
+            else:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                os.close(fd)
+        if status is None:
+            done, wstatus = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = wstatus
+                deadline = time.time() + 1.0     # what is still in the pipes, unless a grandchild holds them
+        elif time.time() > deadline:
+            break
+    for fd in open_fds:
+        os.close(fd)
+    log.flush()
+    return status
+
+
+def _exitcode(status):
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _policy(host_config):
+    rp = host_config.get('RestartPolicy') or {}
+    return rp.get('Name') or 'no', int(rp.get('MaximumRetryCount') or 0)
+
+
+def _should_restart(policy, retries, state):
+    if policy in ('always', 'unless-stopped'):
+        return True
+    if policy == 'on-failure':
+        return state.ExitCode != 0 and (retries == 0 or state.RestartCount < retries)
+    return False
+
+
+def _record_failure(container, store, error):
+    state = container.State
+    state.Status, state.Running, state.Restarting, state.Pid = 'exited', False, False, 0
+    state.ExitCode, state.Error, state.FinishedAt = 127, error, rfc3339(time.time())
+    _safe(lambda: store.save_state(container))
+
+
+def _report(fd, obj):
+    try:
+        os.write(fd, json.dumps(obj).encode('utf-8'))
+    finally:
+        os.close(fd)
+
+
+def _safe(func):
+    try:
+        return func()
+    except Exception:       # pylint: disable=broad-except
+        return None

@@ -1,0 +1,136 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's root filesystem: one overlay mount.
+
+::
+
+    lowerdir = <container>/init : <top image layer> : ... : <bottom image layer>
+    upperdir = <container>/upper        workdir = <container>/work
+    mounted at <container>/merged       (in the host's mount namespace, as Docker does)
+
+The init layer holds ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``;
+being a lower layer, they never show up in the container's changes (what a
+commit packs) unless the container itself edits them. The overlay features that
+make an upper dir unreadable as a plain diff (``redirect_dir``, ``metacopy``,
+``index``) are switched off where the kernel knows them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List
+
+from .. import fsutil, libc
+from ..errors import CtrError, KernelError
+
+INIT_FILES = ('etc/hostname', 'etc/hosts', 'etc/resolv.conf')
+_MOUNT_DATA_MAX = 4095          # the kernel copies at most one page of mount options
+_OFF_FEATURES = ('redirect_dir', 'metacopy', 'index')
+_LOOPBACK_PREFIXES = ('127.', '::1', '0:0:0:0:0:0:0:1')
+
+
+@dataclass(frozen=True)
+class RootfsPaths:
+    init: str
+    upper: str
+    work: str
+    merged: str
+    lower: List[str]            # top first, as overlayfs wants them: init, then image layers top to bottom
+
+    def graph_driver(self):
+        """Docker's ``GraphDriver`` of a container."""
+        return {'Name': 'overlay', 'Data': {'LowerDir': ':'.join(self.lower), 'UpperDir': self.upper,
+                                            'WorkDir': self.work, 'MergedDir': self.merged}}
+
+
+def paths(container_dir, layer_dirs):
+    """The rootfs paths of a container over image layer dirs given lowest first."""
+    init = os.path.join(container_dir, 'init')
+    return RootfsPaths(init=init, upper=os.path.join(container_dir, 'upper'), work=os.path.join(container_dir, 'work'),
+                       merged=os.path.join(container_dir, 'merged'), lower=[init] + list(reversed(layer_dirs)))
+
+
+def hosts_file(hostname, aliases=()):
+    """``/etc/hosts`` as Docker writes it for a container on no network or the host's."""
+    names = ' '.join([hostname] + [a for a in aliases if a and a != hostname])
+    return ('127.0.0.1\tlocalhost\n'
+            '::1\tlocalhost ip6-localhost ip6-loopback\n'
+            'fe00::0\tip6-localnet\n'
+            'ff00::0\tip6-mcastprefix\n'
+            'ff02::1\tip6-allnodes\n'
+            'ff02::2\tip6-allrouters\n'
+            '127.0.1.1\t%s\n' % names)
+
+
+def resolv_conf(host_text):
+    """The host's resolv.conf without loopback nameservers (they mean nothing in another netns).
+
+    What replaces them when none is left is the network issue's business; for now the
+    container then has no nameserver line, as Docker would with no upstream.
+    """
+    lines = []
+    for line in host_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == 'nameserver' and fields[1].startswith(_LOOPBACK_PREFIXES):
+            continue
+        lines.append(line)
+    return '\n'.join(lines).strip('\n') + '\n'
+
+
+def read_host_resolv(path='/etc/resolv.conf'):
+    try:
+        with open(path, 'r', encoding='utf-8', errors='replace') as f:
+            return f.read()
+    except OSError:
+        return ''
+
+
+def prepare(container_dir, layer_dirs, hostname, hosts_text=None, resolv_text=None):
+    """Make the container's dirs and init layer (idempotent); returns its :class:`RootfsPaths`."""
+    p = paths(container_dir, layer_dirs)
+    for d in (p.upper, p.work, p.merged):
+        fsutil.makedirs(d, 0o755)
+    os.chmod(p.upper, 0o755)
+    fsutil.makedirs(os.path.join(p.init, 'etc'), 0o755)
+    contents = {'etc/hostname': hostname + '\n',
+                'etc/hosts': hosts_text if hosts_text is not None else hosts_file(hostname),
+                'etc/resolv.conf': resolv_text if resolv_text is not None else resolv_conf(read_host_resolv())}
+    for rel in INIT_FILES:
+        fsutil.atomic_write(os.path.join(p.init, rel), contents[rel].encode('utf-8'), 0o644, durable=False)
+    return p
+
+
+def overlay_options(p, features_dir='/sys/module/overlay/parameters'):
+    """The mount data for the overlay; features the kernel knows are switched off."""
+    opts = ['lowerdir=' + ':'.join(p.lower), 'upperdir=' + p.upper, 'workdir=' + p.work]
+    for feature in _OFF_FEATURES:
+        if os.path.exists(os.path.join(features_dir, feature)):
+            opts.append('%s=off' % feature)
+    data = ','.join(opts)
+    if len(data) > _MOUNT_DATA_MAX:
+        raise CtrError('the image has too many layers for one overlay mount (%d bytes of mount options, '
+                       'the kernel takes %d)' % (len(data), _MOUNT_DATA_MAX))
+    return data
+
+
+def mount(p):
+    """Mount the overlay at ``merged`` (nothing to do when it is mounted already)."""
+    if os.path.ismount(p.merged):
+        return False
+    try:
+        libc.mount('overlay', p.merged, 'overlay', libc.MS_NODEV, overlay_options(p))
+    except OSError as exc:
+        raise KernelError.from_oserror('mount overlay on', p.merged, exc)
+    return True
+
+
+def unmount(p):
+    """Detach the overlay (idempotent)."""
+    if not os.path.ismount(p.merged):
+        return False
+    try:
+        libc.umount(p.merged, libc.MNT_DETACH)
+    except OSError as exc:
+        raise KernelError.from_oserror('umount', p.merged, exc)
+    return True
