@@ -80,6 +80,7 @@ def _env_dict(pairs):
 
 
 def _run(args):
+    from .runtime import mounts
     from .runtime.lifecycle import Runtime
     runtime = Runtime(args.root)
     container = runtime.create(args.image, name=args.name, command=args.command or None,
@@ -87,7 +88,8 @@ def _run(args):
                                env=_env_dict(args.env), user=args.user, working_dir=args.workdir,
                                hostname=args.hostname, network_mode=args.network, memory=args.memory,
                                cpus=args.cpus, pids_limit=args.pids_limit, read_only=args.read_only,
-                               privileged=args.privileged)
+                               privileged=args.privileged, volumes=args.volume,
+                               mounts=[mounts.parse_mount_flag(m) for m in args.mount], tmpfs=args.tmpfs)
     try:
         runtime.start(container.Id)
     except BaseException:
@@ -275,6 +277,10 @@ def parser():
     s.add_argument('--pids-limit', dest='pids_limit')
     s.add_argument('--read-only', action='store_true', dest='read_only')
     s.add_argument('--privileged', action='store_true')
+    s.add_argument('-v', '--volume', action='append', default=[], metavar='/HOST:/CTR[:ro]', help='bind mount')
+    s.add_argument('--mount', action='append', default=[], metavar='type=bind,source=/HOST,target=/CTR[,readonly]',
+                   help='bind or tmpfs mount, as docker run --mount')
+    s.add_argument('--tmpfs', action='append', default=[], metavar='/CTR[:size=64m,mode=1777]')
     s.add_argument('image', metavar='IMAGE')
     s.add_argument('command', nargs=argparse.REMAINDER, metavar='CMD')
     s.set_defaults(func=_run)

@@ -84,12 +84,49 @@ class Runtime:
 
     # -- create -------------------------------------------------------------
 
-    def create(self, image, name=None, command=None, entrypoint=None, env=None, user=None, working_dir=None,
-               hostname=None, labels=None, network_mode='none', restart_policy='no', restart_retries=0,
-               stop_signal=None, stop_timeout=None, memory=None, cpus=None, pids_limit=None, capabilities=(),
-               cap_drop=(), privileged=False, read_only=False):
+    def create(self, image, name=None, **options):
         """A new container record (nothing runs yet); validates everything first."""
+        return self.commit_plan(self.plan(image, name, **options))
+
+    def commit_plan(self, container):
+        """Store a planned container (the name must still be free)."""
+        self.containers.create(container)
+        return container
+
+    @staticmethod
+    def differences(existing, planned):
+        """What differs between a container on the host and a planned one: [] means keep it.
+
+        Compared as read back from ``config.json``, with the image's defaults already merged
+        into both; a default hostname (the container's own short ID) is never a difference.
+        """
+        out = []
+        if existing.Image != planned.Image:
+            out.append('image')
+        if [existing.Path] + list(existing.Args) != [planned.Path] + list(planned.Args):
+            out.append('command')
+        for key in sorted(set(existing.Config) | set(planned.Config)):
+            if key in ('Image', 'Hostname'):
+                continue
+            if existing.Config.get(key) != planned.Config.get(key):
+                out.append(key)
+        if planned.Config.get('Hostname') != planned.Id[:12] and \
+                existing.Config.get('Hostname') != planned.Config.get('Hostname'):
+            out.append('Hostname')
+        for key in sorted(set(existing.HostConfig) | set(planned.HostConfig)):
+            if existing.HostConfig.get(key) != planned.HostConfig.get(key):
+                out.append(key)
+        return out
+
+    def plan(self, image, name=None, command=None, entrypoint=None, env=None, user=None, working_dir=None,
+             hostname=None, labels=None, network_mode='none', restart_policy='no', restart_retries=0,
+             stop_signal=None, stop_timeout=None, memory=None, cpus=None, pids_limit=None, capabilities=(),
+             cap_drop=(), privileged=False, read_only=False, volumes=None, mounts=None, tmpfs=None):
+        """The container ``create`` would make, validated, not stored."""
+        from . import mounts as mountspecs
         from . import spec
+
+        user_mounts = mountspecs.parse_all(volumes, mounts, tmpfs)
 
         img = self.images.get(image)
         cfg = img.config.get('config') or {}
@@ -119,14 +156,13 @@ class Runtime:
         host_config = {
             'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': int(restart_retries or 0)},
             'Memory': limits.memory or 0, 'NanoCpus': int(round((limits.cpus or 0) * 1e9)), 'PidsLimit': limits.pids or 0,
-            'CapAdd': list(capabilities or []), 'CapDrop': list(cap_drop or []), 'Privileged': bool(privileged),
+            'CapAdd': sorted(capabilities or []), 'CapDrop': sorted(cap_drop or []), 'Privileged': bool(privileged),
             'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},
         }
-        container = Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
-                              Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
-                              ImageManifest=img.manifest.digest)
-        self.containers.create(container)
-        return container
+        host_config.update(mountspecs.to_host_config(user_mounts))
+        return Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
+                         Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
+                         ImageManifest=img.manifest.digest)
 
     # -- start / stop -------------------------------------------------------
 
@@ -157,7 +193,7 @@ class Runtime:
         return self.get(container.Id), True
 
     def _plan(self, container, paths):
-        from . import security, spec
+        from . import mounts, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
         uid, gid, groups, home = security.resolve_user(cfg.get('User') or '', paths.merged)
@@ -167,7 +203,7 @@ class Runtime:
         return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env, cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
                          network=host.get('NetworkMode') or 'none', uid=uid, gid=gid, groups=list(groups), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
-                         mask=not host.get('Privileged'))
+                         mask=not host.get('Privileged'), mounts=mounts.from_host_config(host))
 
     def stop(self, name, timeout=None):
         """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
@@ -267,6 +303,7 @@ class Runtime:
         """Docker's ``container inspect`` shape."""
         directory = self.containers.dir(container.Id)
         from ..layers import chain_ids
+        from . import mounts
         image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
         layer_dirs = [self.images.store.layer_dir(c) for c in chain_ids(image.diff_ids)] if image else []
         state = {k: v for k, v in container.State.__dict__.items() if not k.startswith('Monitor')}
@@ -277,7 +314,8 @@ class Runtime:
             'Image': container.Image, 'RestartCount': container.State.RestartCount,
             'Config': container.Config, 'HostConfig': container.HostConfig,
             'GraphDriver': rootfs.paths(directory, layer_dirs).graph_driver(),
-            'Mounts': [], 'LogPath': self.log_path(container), 'Platform': 'linux',
+            'Mounts': mounts.inspect_mounts(mounts.from_host_config(container.HostConfig)),
+            'LogPath': self.log_path(container), 'Platform': 'linux',
             'NetworkSettings': {'Networks': {}, 'IPAddress': '', 'Ports': {}},
         }
 

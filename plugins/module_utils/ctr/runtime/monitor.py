@@ -154,6 +154,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
     cgroup = None
     policy, retries = _policy(container.HostConfig)
     backoff = _BACKOFF_START
+    pending = None
     try:
         while True:
             if cgroup is None:
@@ -161,12 +162,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
             pid, error = _run_once(plan, cgroup, log, contain)
             if error is not None:
                 _record_failure(container, store, error)
-                if cgroup is not None:                  # leave nothing behind before the caller hears of it
-                    _safe(cgroup.destroy)
-                    cgroup = None
-                _safe(lambda: rootfs.unmount(rootfs_paths))
-                _report(report_w, {'error': error})
-                report_w = None
+                pending = {'error': error}      # reported last, once nothing of ours is left to clean
                 break
             started = time.time()
             state.Status, state.Running, state.Restarting, state.Pid = 'running', True, False, pid
@@ -199,8 +195,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
                 break
     except BaseException as exc:    # pylint: disable=broad-except
         _record_failure(container, store, 'the monitor failed: %s' % exc)
-        if report_w is not None:
-            _report(report_w, {'error': 'the monitor failed: %s' % exc})
+        pending = {'error': 'the monitor failed: %s' % exc}
     finally:
         log.close()
         if cgroup is not None:
@@ -208,6 +203,8 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
         _safe(lambda: rootfs.unmount(rootfs_paths))
         state.MonitorPid = 0
         _safe(lambda: store.save_state(container))
+        if report_w is not None:
+            _safe(lambda: _report(report_w, pending or {'error': 'the container exited before it was reported'}))
     os._exit(0)
 
 

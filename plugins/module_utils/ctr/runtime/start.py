@@ -5,10 +5,11 @@
 It runs as PID 1 of a fresh PID namespace (the monitor unshared CLONE_NEWPID
 and forked it) and reads top to bottom: wait for the monitor (cgroup placed),
 new namespaces, a private view of the mounts, the kernel filesystems inside
-the rootfs, pivot_root, masks, hostname, identity, capabilities, working
-directory, and execve -- so the application *is* PID 1. Any failure is written
-to the error pipe as one sentence and the process exits 127; a successful
-execve closes that pipe (it is close-on-exec), which is how the monitor knows.
+the rootfs, the user's binds and tmpfs, pivot_root, masks, hostname, identity,
+capabilities, working directory, and execve -- so the application *is* PID 1.
+Any failure is written to the error pipe as one sentence and the process exits
+127; a successful execve closes that pipe (it is close-on-exec), which is how
+the monitor knows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from .. import libc
+from ..errors import CtrError
+from . import mounts
 
 _NS_FLAGS = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC | libc.CLONE_NEWCGROUP
 _NOSUID_NODEV_NOEXEC = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
@@ -45,6 +48,7 @@ class StartPlan:
     no_new_privs: bool = False      # Docker's default; --security-opt no-new-privileges sets it
     read_only: bool = False
     mask: bool = True               # runc's masked and read-only paths (off for privileged)
+    mounts: list = field(default_factory=list)     # mounts.MountSpec: binds and tmpfs, mounted before pivot_root
 
 
 class StartError(Exception):
@@ -62,6 +66,7 @@ def contain(plan, go_fd, error_fd):
             _step('bring up lo', None, libc.link_up, 'lo')
         _step('make the mounts private', '/', libc.mount, None, '/', None, libc.MS_REC | libc.MS_SLAVE)
         _mount_kernel_filesystems(plan.rootfs)
+        _mount_user_mounts(plan)
         _pivot_root(plan.rootfs)
         if plan.mask:
             from . import security
@@ -134,6 +139,14 @@ def _mount_kernel_filesystems(root):
     os.mkdir(os.path.join(dev, 'mqueue'), 0o755)
     _mount('mqueue', os.path.join(dev, 'mqueue'), 'mqueue', _NOSUID_NODEV_NOEXEC)
     _mount('sysfs', _mkdir_in(root, 'sys'), 'sysfs', _NOSUID_NODEV_NOEXEC | libc.MS_RDONLY)
+
+
+def _mount_user_mounts(plan):
+    """Binds and tmpfs of ``volumes``/``mounts``/``tmpfs``, after /proc and /dev (a bind may go inside them)."""
+    try:
+        mounts.apply(plan.mounts, plan.rootfs)
+    except CtrError as exc:
+        raise StartError(str(exc))
 
 
 def _pivot_root(root):

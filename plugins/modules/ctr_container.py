@@ -1,0 +1,360 @@
+#!/usr/bin/python
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: ctr_container
+short_description: Run containers without a daemon
+version_added: 0.1.0
+description:
+  - Create, start, stop, restart and remove containers from images in the store of the managed host.
+  - Each running container has its own mount, PID, UTS, IPC, network and cgroup namespaces, an overlay
+    root filesystem, and a small monitor process (its only companion, no daemon) that records its exit,
+    keeps its logs and applies its restart policy.
+  - Idempotent. The container read back from the host, with the image's defaults merged in, is compared
+    with what the task asks for; a container is recreated only on a real difference.
+extends_documentation_fragment:
+  - daemonless.ctr.ctr
+attributes:
+  check_mode:
+    description: Predicts what the task would do and changes nothing.
+    support: full
+  diff_mode:
+    description: Returns the container's settings and running state before and after.
+    support: full
+options:
+  name:
+    description: The container's name, unique on the host.
+    type: str
+    required: true
+  image:
+    description:
+      - The image to run, by name or ID; it must be in the store (see M(daemonless.ctr.ctr_image)).
+      - Required unless O(state=absent), or O(state=stopped) or O(state=started) for an existing container.
+    type: str
+  state:
+    description:
+      - V(present) makes sure the container exists (created, not started).
+      - V(started) makes sure it exists and runs. V(stopped) makes sure it exists and does not run.
+      - V(absent) removes it, stopping it first.
+    type: str
+    choices: [present, started, stopped, absent]
+    default: started
+  command:
+    description: The command, replacing the image's CMD; a string is split like a shell would.
+    type: raw
+  entrypoint:
+    description: The entrypoint, replacing the image's ENTRYPOINT (and dropping its CMD), as Docker does.
+    type: list
+    elements: str
+  env:
+    description: Environment variables, merged over the image's.
+    type: dict
+  user:
+    description: The user to run as, C(name), C(uid), C(name:group) or C(uid:gid), looked up in the image.
+    type: str
+  working_dir:
+    description: The working directory, an absolute path.
+    type: str
+  hostname:
+    description: The hostname; by default the short container ID.
+    type: str
+  labels:
+    description: Labels, merged over the image's.
+    type: dict
+  volumes:
+    description:
+      - Bind mounts in Docker's C(-v) syntax, C(/host/path:/container/path[:ro|rw][,propagation]).
+      - The host path must be absolute; a missing host directory is created, as Docker does.
+      - Named and anonymous volumes come with M(daemonless.ctr.ctr_volume) in a later release.
+    type: list
+    elements: str
+  mounts:
+    description:
+      - Mounts as dicts with C(type) (V(bind) or V(tmpfs)), C(source), C(target), C(read_only),
+        C(propagation), C(tmpfs_size), C(tmpfs_mode), as Docker's C(--mount).
+      - A bind source must exist.
+    type: list
+    elements: dict
+  tmpfs:
+    description: tmpfs mounts, C(/container/path[:size=64m,mode=1777]).
+    type: list
+    elements: str
+  network_mode:
+    description:
+      - V(none) gives the container its own network namespace with only C(lo).
+      - V(host) shares the host's network namespace.
+    type: str
+    choices: [none, host]
+    default: none
+  restart_policy:
+    description: When the monitor starts the container again after it exits.
+    type: str
+    choices: ['no', on-failure, always, unless-stopped]
+    default: 'no'
+  restart_retries:
+    description: With O(restart_policy=on-failure), how many restarts at most (0 is no limit).
+    type: int
+    default: 0
+  stop_signal:
+    description: The signal that stops the container; by default the image's STOPSIGNAL, else C(SIGTERM).
+    type: str
+  stop_timeout:
+    description: Seconds between the stop signal and C(SIGKILL).
+    type: int
+  memory:
+    description: Memory limit, for example C(512m) or C(1g).
+    type: str
+  cpus:
+    description: CPU limit in CPUs, for example C(0.5).
+    type: str
+  pids_limit:
+    description: The most processes the container may have at once.
+    type: int
+  capabilities:
+    description: Capabilities added to Docker's default set (C(ALL) for every one).
+    type: list
+    elements: str
+  cap_drop:
+    description: Capabilities removed from Docker's default set (C(ALL) for every one).
+    type: list
+    elements: str
+  privileged:
+    description: Keep every capability, no masked paths, every device allowed.
+    type: bool
+    default: false
+  read_only:
+    description: Mount the container's root filesystem read-only.
+    type: bool
+    default: false
+  detach:
+    description:
+      - V(false) runs the container to completion and returns its RV(output) and exit RV(status).
+    type: bool
+    default: true
+  cleanup:
+    description: With O(detach=false), remove the container once it has exited.
+    type: bool
+    default: false
+  recreate:
+    description: Recreate the container even when it matches.
+    type: bool
+    default: false
+  restart:
+    description: Restart a running container even when it matches.
+    type: bool
+    default: false
+author:
+  - daemonless.ctr contributors (@daemonless)
+seealso:
+  - module: daemonless.ctr.ctr_container_info
+  - module: daemonless.ctr.ctr_image
+notes:
+  - Named and anonymous volumes, bridge networks and published ports come in later releases.
+'''
+
+EXAMPLES = r'''
+- name: Run a web server in the background
+  daemonless.ctr.ctr_container:
+    name: web
+    image: busybox
+    command: httpd -f -p 8080 -h /var/www
+    network_mode: host
+    memory: 64m
+    restart_policy: unless-stopped
+
+- name: Serve a host directory read-only, with a tmpfs for scratch
+  daemonless.ctr.ctr_container:
+    name: static
+    image: busybox
+    command: httpd -f -p 8081 -h /srv
+    network_mode: host
+    volumes:
+      - /srv/www:/srv:ro
+    tmpfs:
+      - /tmp:size=16m
+
+- name: Run a one-off command and get its output
+  daemonless.ctr.ctr_container:
+    name: migrate
+    image: busybox
+    command: [sh, -c, 'echo migrated']
+    detach: false
+    cleanup: true
+  register: job
+
+- name: Stop it
+  daemonless.ctr.ctr_container:
+    name: web
+    state: stopped
+
+- name: Remove it
+  daemonless.ctr.ctr_container:
+    name: web
+    state: absent
+'''
+
+RETURN = r'''
+container:
+  description: The container in Docker's inspect shape; empty when it was removed or only predicted.
+  returned: always
+  type: dict
+  sample:
+    Id: 4f1c9a...
+    Name: /web
+    State: {Status: running, Running: true, Pid: 4242, ExitCode: 0}
+output:
+  description: With O(detach=false), what the container printed (stdout and stderr, in order).
+  returned: when detach is false and the container ran
+  type: str
+status:
+  description: With O(detach=false), the container's exit code.
+  returned: when detach is false and the container ran
+  type: int
+actions:
+  description: What the task did, in order.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.daemonless.ctr.plugins.module_utils.ansible_glue import argument_spec, diff, run
+from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.errors import InvalidArgument
+from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
+
+_CREATE_OPTIONS = ('command', 'entrypoint', 'env', 'user', 'working_dir', 'hostname', 'labels', 'volumes', 'mounts',
+                   'tmpfs', 'network_mode',
+                   'restart_policy', 'restart_retries', 'stop_signal', 'stop_timeout', 'memory', 'cpus',
+                   'pids_limit', 'capabilities', 'cap_drop', 'privileged', 'read_only')
+
+
+def _summary(rt, container):
+    if container is None:
+        return {}
+    return {'id': container.Id, 'image': container.Image, 'command': [container.Path] + list(container.Args),
+            'config': container.Config, 'host_config': container.HostConfig, 'running': container.State.Running}
+
+
+def work(module):
+    p = module.params
+    check = module.check_mode
+    rt = Runtime(p['root'])
+    existing = rt.find(p['name'])
+    before = _summary(rt, existing)
+    actions = []
+
+    if p['state'] == 'absent':
+        if existing is not None:
+            if not check:
+                rt.remove(existing.Id, force=True)
+            actions.append('removed %s' % p['name'])
+        return dict(changed=bool(actions), actions=actions, container={}, diff=diff(before, {}))
+
+    options = dict((k, p[k]) for k in _CREATE_OPTIONS)
+    options['env'] = dict((k, str(v)) for k, v in (p['env'] or {}).items())
+    if isinstance(options['command'], list):
+        options['command'] = [str(a) for a in options['command']]
+    elif options['command'] is not None and not isinstance(options['command'], str):
+        raise InvalidArgument('command must be a string or a list of strings, not %r' % (options['command'],))
+    if not p['image'] and existing is None:
+        raise InvalidArgument('image is required to create container %s' % p['name'])
+    planned = rt.plan(p['image'] or existing.ImageName, name=p['name'], **options) if p['image'] else None
+    differences = rt.differences(existing, planned) if existing is not None and planned is not None else []
+
+    container = existing
+    if existing is not None and (differences or p['recreate']):
+        actions.append('recreated %s (%s)' % (p['name'], ', '.join(differences) or 'recreate requested'))
+        if not check:
+            rt.remove(existing.Id, force=True)
+        container = None
+    if container is None:
+        if not actions:
+            actions.append('created %s' % p['name'])
+        if not check:
+            container = rt.commit_plan(planned)
+
+    result = dict(changed=False)
+    if p['state'] == 'started':
+        running = container is not None and container.State.Running
+        if running and p['restart']:
+            actions.append('restarted %s' % p['name'])
+            if not check:
+                rt.stop(container.Id)
+                rt.start(container.Id)
+        elif not running:
+            actions.append('started %s' % p['name'])
+            if not check:
+                try:
+                    rt.start(container.Id)
+                except Exception:
+                    if existing is None or existing.Id != container.Id:
+                        rt.remove(container.Id, force=True)     # made by this task: leave nothing behind
+                    raise
+                if not p['detach']:
+                    result['status'] = rt.wait(container.Id)
+                    result['output'] = ''.join(text for _stream, text in rt.logs(container.Id))
+                    if p['cleanup']:
+                        rt.remove(container.Id, force=True)
+                        actions.append('removed %s' % p['name'])
+                        container = None
+    elif p['state'] == 'stopped' and container is not None and container.State.Running:
+        actions.append('stopped %s' % p['name'])
+        if not check:
+            rt.stop(container.Id, timeout=p['stop_timeout'])
+
+    after_container = rt.find(p['name']) if not check else None
+    if check:
+        after = dict(before, running=p['state'] == 'started') if not actions or not before else \
+            {'image': p['image'], 'running': p['state'] == 'started', 'predicted': actions}
+    else:
+        after = _summary(rt, after_container)
+    result.update(changed=bool(actions), actions=actions,
+                  container=rt.inspect(after_container) if after_container is not None else {},
+                  diff=diff(before, after))
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            name=dict(type='str', required=True),
+            image=dict(type='str'),
+            state=dict(type='str', default='started', choices=['present', 'started', 'stopped', 'absent']),
+            command=dict(type='raw'),
+            entrypoint=dict(type='list', elements='str'),
+            env=dict(type='dict'),
+            user=dict(type='str'),
+            working_dir=dict(type='str'),
+            hostname=dict(type='str'),
+            labels=dict(type='dict'),
+            volumes=dict(type='list', elements='str'),
+            mounts=dict(type='list', elements='dict'),
+            tmpfs=dict(type='list', elements='str'),
+            network_mode=dict(type='str', default='none', choices=['none', 'host']),
+            restart_policy=dict(type='str', default='no', choices=['no', 'on-failure', 'always', 'unless-stopped']),
+            restart_retries=dict(type='int', default=0),
+            stop_signal=dict(type='str'),
+            stop_timeout=dict(type='int'),
+            memory=dict(type='str'),
+            cpus=dict(type='str'),
+            pids_limit=dict(type='int'),
+            capabilities=dict(type='list', elements='str'),
+            cap_drop=dict(type='list', elements='str'),
+            privileged=dict(type='bool', default=False),
+            read_only=dict(type='bool', default=False),
+            detach=dict(type='bool', default=True),
+            cleanup=dict(type='bool', default=False),
+            recreate=dict(type='bool', default=False),
+            restart=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run(module, lambda: work(module))
+
+
+if __name__ == '__main__':
+    main()
