@@ -243,7 +243,7 @@ def work(module):
     p = module.params
     check = module.check_mode
     rt = Runtime(p['root'])
-    existing = rt.find(p['name'])
+    existing = rt.find(p['name'], prefixes=False)
     before = _summary(rt, existing)
     actions = []
 
@@ -260,8 +260,12 @@ def work(module):
         options['command'] = [str(a) for a in options['command']]
     elif options['command'] is not None and not isinstance(options['command'], str):
         raise InvalidArgument('command must be a string or a list of strings, not %r' % (options['command'],))
-    if not p['image'] and existing is None:
-        raise InvalidArgument('image is required to create container %s' % p['name'])
+    if not p['image'] and (existing is None or p['recreate']):
+        raise InvalidArgument('image is required to %s container %s'
+                              % ('create' if existing is None else 'recreate', p['name']))
+    if not p['detach'] and p['restart_policy'] != 'no':
+        raise InvalidArgument('detach false runs the container to completion, which restart_policy %s would never '
+                              'reach; use one or the other' % p['restart_policy'])
     planned = rt.plan(p['image'] or existing.ImageName, name=p['name'], **options) if p['image'] else None
     differences = rt.differences(existing, planned) if existing is not None and planned is not None else []
 
@@ -301,12 +305,13 @@ def work(module):
                         rt.remove(container.Id, force=True)
                         actions.append('removed %s' % p['name'])
                         container = None
-    elif p['state'] == 'stopped' and container is not None and container.State.Running:
+    elif p['state'] == 'stopped' and container is not None and (
+            container.State.Running or container.State.Status == 'restarting'):
         actions.append('stopped %s' % p['name'])
         if not check:
             rt.stop(container.Id, timeout=p['stop_timeout'])
 
-    after_container = rt.find(p['name']) if not check else None
+    after_container = rt.find(p['name'], prefixes=False) if not check else None
     if check:
         after = dict(before, running=p['state'] == 'started') if not actions or not before else \
             {'image': p['image'], 'running': p['state'] == 'started', 'predicted': actions}

@@ -92,7 +92,7 @@ def work(module):
     rt = Runtime(p['root'])
     if p['name'] is None:
         return dict(changed=False, containers=[rt.inspect(c) for c in rt.list()])
-    container = rt.find(p['name'])
+    container = rt.find(p['name'], prefixes=False)
     result = dict(changed=False, exists=container is not None,
                   container=rt.inspect(container) if container is not None else {})
     if p['logs'] and container is not None:

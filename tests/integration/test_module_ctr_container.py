@@ -156,3 +156,41 @@ def test_container_info(ctr):
     assert info['logs'] == ['line1', 'line2']
     assert not ctr(module='ctr_container_info', name='other')['exists']
     assert len(ctr(module='ctr_container_info', name=None)['containers']) == 1
+
+
+# -- regressions from the runtime review -----------------------------------------------------------------
+
+def test_a_hex_name_never_picks_another_container_by_id_prefix(ctr, store_root):
+    first = ctr(**SLEEPER)
+    prefix = first['container']['Id'][:2]
+    result = ctr(name=prefix, state='absent')
+    assert not result['changed']
+    assert Runtime(str(store_root)).find('web') is not None
+    created = ctr(name=prefix, **SLEEPER)
+    assert created['changed'] and created['container']['Name'] == '/' + prefix
+
+
+def test_recreate_with_a_bad_user_keeps_the_running_container(ctr, store_root):
+    first = ctr(**SLEEPER)
+    bad = ctr(user='ghost', **SLEEPER)
+    assert_failed(bad, 'ghost')
+    assert Runtime(str(store_root)).get('web').Id == first['container']['Id']
+    assert_failed(ctr(recreate=True), 'image is required')
+
+
+def test_capability_spellings_compare_equal(ctr):
+    assert ctr(capabilities=['SYS_TIME'], **SLEEPER)['changed']
+    assert not ctr(capabilities=['cap_sys_time'], **SLEEPER)['changed']
+
+
+def test_detach_false_with_a_restart_policy_is_refused(ctr, store_root):
+    assert_failed(ctr(detach=False, restart_policy='always', **SLEEPER), 'restart_policy')
+    assert Runtime(str(store_root)).list() == []
+
+
+def test_stopped_stops_a_crash_looping_container(ctr, store_root):
+    ctr(image='busybox', command=['sh', '-c', 'exit 1'], restart_policy='always')
+    result = ctr(image='busybox', command=['sh', '-c', 'exit 1'], restart_policy='always', state='stopped')
+    assert result['changed']
+    c = Runtime(str(store_root)).get('web')
+    assert c.State.Status == 'exited' and not c.State.MonitorPid

@@ -199,3 +199,66 @@ def test_bad_options_create_nothing(runtime):
         with pytest.raises(InvalidArgument):
             runtime.create('busybox', **kwargs)
     assert runtime.list() == []
+
+
+# -- regressions from the runtime review -----------------------------------------------------------------
+
+def test_orphaned_container_without_monitor_can_be_stopped_and_removed(runtime, store_root):
+    c = runtime.create('busybox', command=['sleep', '300'])
+    runtime.start(c.Id)
+    c = runtime.get(c.Id)
+    pid = c.State.Pid
+    os.kill(c.State.MonitorPid, signal.SIGKILL)
+    deadline = time.time() + 5
+    while runtime.get(c.Id).State.MonitorPid and time.time() < deadline:
+        time.sleep(0.05)
+    orphan = runtime.get(c.Id)
+    assert orphan.State.Running and 'monitor is gone' in orphan.State.Error
+    stopped = runtime.stop(c.Id, timeout=1)[0]
+    assert not stopped.State.Running
+    assert runtime.remove(c.Id, force=True)
+    assert monitor_gone(pid) and not mounts_of(store_root)
+
+
+def monitor_gone(pid):
+    from ctr.runtime.monitor import process_start_time
+    deadline = time.time() + 5
+    while process_start_time(pid) is not None and time.time() < deadline:
+        time.sleep(0.05)
+    return process_start_time(pid) is None
+
+
+def test_start_right_after_exit_and_while_restarting(runtime):
+    c = runtime.create('busybox', command=['true'])
+    for attempt in range(5):
+        assert runtime.start(c.Id)[1], attempt
+        assert runtime.wait(c.Id, timeout=10) == 0
+    looping = runtime.create('busybox', command=['sh', '-c', 'exit 1'], restart_policy='always')
+    runtime.start(looping.Id)
+    deadline = time.time() + 5
+    while runtime.get(looping.Id).State.RestartCount < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert not runtime.start(looping.Id)[1]
+    assert runtime.stop(looping.Id, timeout=1)[0].State.Status == 'exited'
+
+
+def test_signals_the_caller_ignores_do_not_reach_the_container(runtime):
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        ran = run(runtime, 'grep', '-E', 'SigIgn|SigBlk', '/proc/self/status')     # the app itself, no shell
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert ran.code == 0 and ran.out.split() == ['SigBlk:', '0000000000000000', 'SigIgn:', '0000000000000000']
+
+
+def test_a_missing_working_dir_is_created(runtime):
+    ran = run(runtime, 'pwd', working_dir='/srv/app/data')
+    assert ran.code == 0 and ran.out.strip() == '/srv/app/data'
+
+
+def test_unknown_user_fails_at_create_once_the_image_is_unpacked(runtime):
+    runtime.images.unpack('busybox')
+    with pytest.raises(CtrError) as err:
+        runtime.create('busybox', command=['true'], user='ghost')
+    assert 'ghost' in err.value.msg
+    assert runtime.list() == []

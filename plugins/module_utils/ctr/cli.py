@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -99,10 +100,21 @@ def _run(args):
     if args.detach:
         _out(container.Id)
         return 0
-    code = _follow(runtime, container.Id)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = _follow(runtime, container.Id)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM to the CLI: the container stops too (and goes, with --rm)
+        runtime.stop(container.Id)
+        code = 130
     if args.rm:
         runtime.remove(container.Id, force=True)
     return code
+
+
+def _interrupt(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt
 
 
 def _follow(runtime, name):

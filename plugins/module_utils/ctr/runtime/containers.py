@@ -60,6 +60,7 @@ class State:
     Pid: int = 0
     MonitorPid: int = 0
     MonitorStart: int = 0       # the monitor's start time (clock ticks since boot): a PID reused is not it
+    PidStart: int = 0           # the same for the container's PID 1
     ExitCode: int = 0
     Error: str = ''
     StartedAt: str = '0001-01-01T00:00:00Z'
@@ -157,14 +158,20 @@ class ContainerStore:
                 continue        # removed meanwhile
         return out
 
-    def find(self, text):
-        """The container ``text`` names: its name, its full ID or a unique ID prefix; or None."""
+    def find(self, text, prefixes=True):
+        """The container ``text`` names: its name, its full ID or (``prefixes``) a unique ID prefix; or None.
+
+        Modules pass ``prefixes=False``: a ``name`` like ``cafe`` must never pick another container
+        whose ID happens to start with it.
+        """
         text = (text or '').strip().lstrip('/')
         if not text:
             raise InvalidArgument('an empty string is not a container name or ID')
         containers = self.list()
         hit = next((c for c in containers if c.Name == text), None)
-        if hit is None and re.match(r'^[0-9a-f]{1,64}$', text):
+        if hit is None and not prefixes:
+            hit = next((c for c in containers if c.Id == text), None)
+        elif hit is None and re.match(r'^[0-9a-f]{1,64}$', text):
             matches = [c for c in containers if c.Id.startswith(text)]
             if len(matches) > 1:
                 raise InvalidArgument('container ID prefix "%s" is ambiguous: it matches %d containers'

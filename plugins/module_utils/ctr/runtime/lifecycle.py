@@ -9,6 +9,8 @@ such, never as running on the strength of an old state file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -60,7 +62,7 @@ class Runtime:
         if monitor.process_start_time(state.MonitorPid) == (state.MonitorStart or None) \
                 and monitor.process_start_time(state.MonitorPid) is not None:
             return container
-        alive = bool(state.Pid) and monitor.process_start_time(state.Pid) is not None
+        alive = self._pid_alive(state)
         state.Running, state.Restarting, state.MonitorPid = alive, False, 0
         if not alive:
             state.Status, state.Pid = 'exited', 0
@@ -71,11 +73,19 @@ class Runtime:
             state.Error = 'the monitor is gone: logs and the exit code are no longer recorded'
         return container
 
+    @staticmethod
+    def _pid_alive(state):
+        """Is the container's PID 1 still the process we started (not a reused PID, not a zombie)?"""
+        if not state.Pid:
+            return False
+        started = monitor.process_start_time(state.Pid)
+        return started is not None and (not state.PidStart or started == state.PidStart)
+
     def get(self, name):
         return self.refresh(self.containers.get(name))
 
-    def find(self, name):
-        container = self.containers.find(name)
+    def find(self, name, prefixes=True):
+        container = self.containers.find(name, prefixes)
         return self.refresh(container) if container else None
 
     def list(self, all_=True):
@@ -87,6 +97,19 @@ class Runtime:
     def create(self, image, name=None, **options):
         """A new container record (nothing runs yet); validates everything first."""
         return self.commit_plan(self.plan(image, name, **options))
+
+    def _check_user(self, img, user):
+        """A user name the image's /etc/passwd lacks fails at create, not at start (when it is unpacked)."""
+        from ..layers import chain_ids
+        from . import security
+        names = [part for part in str(user).split(':') if part and not part.isdigit()]
+        dirs = [self.images.store.layer_dir(c) for c in reversed(chain_ids(img.diff_ids))]
+        if not names or not all(os.path.isdir(d) for d in dirs):
+            return          # numeric, or the image is not unpacked yet (start will check)
+        texts = {}
+        for rel in ('/etc/passwd', '/etc/group'):
+            texts[rel] = next((t for t in (security.read_file_in_root(d, rel) for d in dirs) if t is not None), None)
+        security.lookup_user(str(user), texts['/etc/passwd'], texts['/etc/group'])
 
     def commit_plan(self, container):
         """Store a planned container (the name must still be free)."""
@@ -110,8 +133,10 @@ class Runtime:
                 continue
             if existing.Config.get(key) != planned.Config.get(key):
                 out.append(key)
-        if planned.Config.get('Hostname') != planned.Id[:12] and \
-                existing.Config.get('Hostname') != planned.Config.get('Hostname'):
+        planned_default = planned.Config.get('Hostname') == planned.Id[:12]
+        existing_default = existing.Config.get('Hostname') == existing.Id[:12]
+        if planned_default != existing_default or (
+                not planned_default and existing.Config.get('Hostname') != planned.Config.get('Hostname')):
             out.append('Hostname')
         for key in sorted(set(existing.HostConfig) | set(planned.HostConfig)):
             if existing.HostConfig.get(key) != planned.HostConfig.get(key):
@@ -129,6 +154,7 @@ class Runtime:
         user_mounts = mountspecs.parse_all(volumes, mounts, tmpfs)
 
         img = self.images.get(image)
+        self._check_user(img, user if user is not None else ((img.config.get('config') or {}).get('User') or ''))
         cfg = img.config.get('config') or {}
         container_id = new_id()
         name = validate_name(name) if name else _generated_name(container_id)
@@ -156,7 +182,7 @@ class Runtime:
         host_config = {
             'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': int(restart_retries or 0)},
             'Memory': limits.memory or 0, 'NanoCpus': int(round((limits.cpus or 0) * 1e9)), 'PidsLimit': limits.pids or 0,
-            'CapAdd': sorted(capabilities or []), 'CapDrop': sorted(cap_drop or []), 'Privileged': bool(privileged),
+            'CapAdd': _cap_names(capabilities, 'capabilities'), 'CapDrop': _cap_names(cap_drop, 'cap_drop'), 'Privileged': bool(privileged),
             'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},
         }
         host_config.update(mountspecs.to_host_config(user_mounts))
@@ -169,8 +195,31 @@ class Runtime:
     def start(self, name):
         """Start a created or exited container; returns (container, changed)."""
         container = self.get(name)
-        if container.State.Running:
-            return container, False
+        with self._container_lock(container.Id):
+            return self._start(container.Id)
+
+    @contextlib.contextmanager
+    def _container_lock(self, container_id):
+        """One start at a time per container (two monitors on one rootfs would be a disaster)."""
+        fd = os.open(os.path.join(self.containers.dir(container_id), 'start.lock'),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _start(self, container_id):
+        container = self.get(container_id)
+        if container.State.Running or container.State.Status == 'restarting':
+            return container, False             # running, or its monitor is about to restart it
+        deadline = time.time() + 10
+        while container.State.MonitorPid and time.time() < deadline:
+            time.sleep(0.02)                    # a monitor still cleaning up after the last run
+            container = self.get(container_id)
+        if container.State.MonitorPid:
+            raise Conflict('container %s still has a monitor (pid %d) winding down; try again'
+                           % (container.Name, container.State.MonitorPid))
         directory = self.containers.dir(container.Id)
         try:
             os.unlink(monitor.stop_marker(directory))
@@ -229,8 +278,11 @@ class Runtime:
         return container
 
     def _signal(self, container, number):
-        pid = container.State.Pid
-        if pid and _parent_of(pid) == container.State.MonitorPid:   # never a PID that was reused
+        """Signal PID 1 -- only if it is still ours: child of the monitor, or (monitor gone) same start time."""
+        state = container.State
+        pid = state.Pid
+        ours = pid and (_parent_of(pid) == state.MonitorPid if state.MonitorPid else self._pid_alive(state))
+        if ours:
             try:
                 os.kill(pid, number)
             except ProcessLookupError:
@@ -240,6 +292,10 @@ class Runtime:
         deadline = time.time() + max(0, timeout)
         while True:
             c = self.get(container_id)
+            if not c.State.MonitorPid and c.State.Running and not self._pid_alive(c.State):
+                # no monitor to record it: we do
+                c.State.Running, c.State.Status, c.State.Pid, c.State.FinishedAt = False, 'exited', 0, now()
+                self.containers.save_state(c)
             if not c.State.Running and not c.State.MonitorPid:
                 return True
             if time.time() >= deadline:
@@ -318,6 +374,13 @@ class Runtime:
             'LogPath': self.log_path(container), 'Platform': 'linux',
             'NetworkSettings': {'Networks': {}, 'IPAddress': '', 'Ports': {}},
         }
+
+
+def _cap_names(names, option):
+    """Capabilities as Docker shows them (CAP_SYS_TIME), sorted, so SYS_TIME and cap_sys_time compare equal."""
+    from . import security
+    normal = security.normalize_caps(list(names or ()), option)
+    return sorted(n if n == 'ALL' or n.startswith('CAP_') else 'CAP_' + n for n in normal)
 
 
 def _limits(memory, cpus, pids_limit):

@@ -44,13 +44,19 @@ def stop_marker(container_dir):
 
 
 def process_start_time(pid):
-    """Field 22 of /proc/PID/stat (clock ticks since boot), or None: tells a PID from its reuse."""
+    """Field 22 of /proc/PID/stat (clock ticks since boot), or None: tells a PID from its reuse.
+
+    A zombie counts as gone.
+    """
     try:
         with open('/proc/%d/stat' % pid, 'rb') as f:
             data = f.read().decode('ascii', 'replace')
     except OSError:
         return None
-    return int(data.rsplit(')', 1)[1].split()[19])
+    fields = data.rsplit(')', 1)[1].split()
+    if fields[0] in ('Z', 'X'):
+        return None
+    return int(fields[19])
 
 
 def spawn(container, store, plan, rootfs_paths, cgroup_parent='ctr'):
@@ -144,6 +150,8 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
     from .start import contain
 
     _detach_from_caller(keep=(report_w,))
+    os.chdir('/')                                   # not the module's temp dir, which Ansible deletes
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # waitpid needs it, whatever the caller set
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     libc.prctl(libc.PR_SET_NAME, _name_arg(b'ctr-monitor'))
     directory = store.dir(container.Id)
@@ -166,6 +174,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
                 break
             started = time.time()
             state.Status, state.Running, state.Restarting, state.Pid = 'running', True, False, pid
+            state.PidStart = process_start_time(pid) or 0
             state.StartedAt, state.ExitCode, state.Error, state.OOMKilled = rfc3339(started), 0, '', False
             store.save_state(container)
             if report_w is not None:

@@ -15,6 +15,7 @@ the monitor knows.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -58,7 +59,8 @@ class StartError(Exception):
 def contain(plan, go_fd, error_fd):
     """Run the start sequence and exec; never returns. Call in the freshly forked PID 1."""
     try:
-        os.read(go_fd, 1)                       # the monitor has put us in our cgroup
+        if os.read(go_fd, 1) != b'g':           # the monitor has put us in our cgroup -- or died trying
+            raise StartError('the monitor went away before the container was placed in its cgroup')
         os.close(go_fd)
         _step('create namespaces', None, libc.unshare,
               _NS_FLAGS | (libc.CLONE_NEWNET if plan.network != 'host' else 0))
@@ -77,7 +79,13 @@ def contain(plan, go_fd, error_fd):
                   libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY)
         if plan.hostname:
             _step('set the hostname', None, libc.sethostname, plan.hostname)
+        _step('join a new session keyring', None, libc.join_session_keyring)
+        try:
+            os.makedirs(plan.cwd, 0o755, exist_ok=True)     # inside the rootfs now, as runc does
+        except OSError as exc:
+            raise StartError('working directory "%s" cannot be created: %s' % (plan.cwd, exc.strerror))
         _become(plan)
+        _reset_signals()
         try:
             os.chdir(plan.cwd)
         except OSError as exc:
@@ -162,6 +170,18 @@ def _become(plan):
     from . import security
     _step('set user %d:%d and capabilities' % (plan.uid, plan.gid), None, security.become, plan.uid, plan.gid,
           list(plan.groups), plan.caps, plan.no_new_privs)
+
+
+def _reset_signals():
+    """What the caller ignored or blocked (SIGCHLD, SIGHUP under nohup, SIGXFSZ...) must not reach the app."""
+    for number in range(1, signal.NSIG):
+        if number in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _close_inherited(keep):
