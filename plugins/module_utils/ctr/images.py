@@ -126,7 +126,7 @@ class Image:
         if cfg.get('variant'):
             out['Variant'] = cfg['variant']
         if store is not None:
-            from .layers import chain_ids
+            from .store import chain_ids
             dirs = [store.layer_dir(c) for c in reversed(chain_ids(self.diff_ids))]
             data = {'LowerDir': ':'.join(dirs)} if dirs and all(os.path.isdir(d) for d in dirs) else {}
             out['GraphDriver'] = {'Name': 'overlay', 'Data': data}

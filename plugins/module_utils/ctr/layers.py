@@ -17,41 +17,20 @@ safe extraction live in ``layers_extract``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import re
 import stat
 from dataclasses import dataclass
 
 from .errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
+from .store import chain_ids, check_digest
 from .streams import (CHUNK, COMPRESSIONS, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, BlobSink, LayerDigests,
                       detect_compression, open_uncompressed, read_diff_id)
 from .layers_extract import (OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, TAR_ERRORS, LayerWriter, TarScan,
                              is_overlay_whiteout, whiteout_name)
 
 _BLOCK = 512
-_DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
 _NOT_PACKED_XATTRS = ('security.selinux', 'trusted.overlay.')
 _OVERLAY_UNPACKABLE = ('trusted.overlay.redirect', 'trusted.overlay.metacopy')
-
-
-# -- IDs ------------------------------------------------------------------------------------------
-
-def chain_ids(diff_ids):
-    """OCI ChainID of every prefix: ChainID(L0) = DiffID(L0), then sha256(parent + ' ' + DiffID)."""
-    out = []
-    for diff_id in diff_ids:
-        _check_digest(diff_id, 'diff ID')
-        if out:
-            diff_id = 'sha256:' + hashlib.sha256(('%s %s' % (out[-1], diff_id)).encode('ascii')).hexdigest()
-        out.append(diff_id)
-    return out
-
-
-def _check_digest(value, what):
-    if not isinstance(value, str) or not _DIGEST_RE.match(value):
-        raise InvalidArgument('%s "%s" is not a sha256 digest (sha256: and 64 lowercase hex digits)'
-                              % (what, value), value=value)
 
 
 # -- tar headers ----------------------------------------------------------------------------------
@@ -332,7 +311,7 @@ def extract_layer(src, dest_dir, *, expected_diff_id=None):
     ``expected_diff_id`` raises CorruptContent.
     """
     if expected_diff_id is not None:
-        _check_digest(expected_diff_id, 'expected diff ID')
+        check_digest(expected_diff_id, 'expected diff ID')
     scan = TarScan(open_uncompressed(src), 'layer archive')
     with LayerWriter(dest_dir) as writer:
         for member in scan.members():

@@ -11,7 +11,6 @@ image commands never pay for it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # mount(2) flags
@@ -55,7 +54,10 @@ _libc = None
 def _lib():
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+        try:
+            _libc = ctypes.CDLL('libc.so.6', use_errno=True)
+        except OSError:             # not glibc: the symbols of the running process
+            _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
@@ -112,14 +114,17 @@ def join_session_keyring(name=None):
 
 def link_up(name):
     """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
+    import _socket      # not socket: its enum set-up costs milliseconds on every container start
     import fcntl
-    import socket
     import struct
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         ifreq = struct.pack('16sH14x', name.encode(), 0)
         flags = struct.unpack('16sH14x', fcntl.ioctl(sock.fileno(), siocgifflags, ifreq))[1]
         fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack('16sH14x', name.encode(), flags | iff_up))
+    finally:
+        sock.close()
 
 
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):

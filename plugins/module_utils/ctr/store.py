@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -51,6 +52,29 @@ def digest_hex(digest):
     if algo != 'sha256' or len(hexpart) != 64 or not all(c in '0123456789abcdef' for c in hexpart):
         raise CorruptContent('unsupported or malformed digest "%s"' % digest, digest=digest)
     return hexpart
+
+
+_DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
+
+
+def check_digest(value, what):
+    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        raise InvalidArgument('%s "%s" is not a sha256 digest (sha256: and 64 lowercase hex digits)'
+                              % (what, value), value=value)
+
+
+def chain_ids(diff_ids):
+    """OCI ChainID of every prefix: ChainID(L0) = DiffID(L0), then sha256(parent + ' ' + DiffID).
+
+    Chain IDs name the unpacked layer directories, so they live here, cheap to import.
+    """
+    out = []
+    for diff_id in diff_ids:
+        check_digest(diff_id, 'diff ID')
+        if out:
+            diff_id = 'sha256:' + hashlib.sha256(('%s %s' % (out[-1], diff_id)).encode('ascii')).hexdigest()
+        out.append(diff_id)
+    return out
 
 
 @dataclass(frozen=True)
@@ -435,7 +459,7 @@ class Store:
         """
         from . import layers  # keeps tar machinery off paths that never unpack
 
-        chains = layers.chain_ids(diff_ids)
+        chains = chain_ids(diff_ids)
         dirs = []
         with self.writing():
             for desc, diff_id, chain in zip(layer_descriptors, diff_ids, chains):
@@ -522,7 +546,7 @@ class Store:
             keep_blobs.add(config['digest'])
             if self.has_blob(config['digest']):
                 diff_ids = (self.read_json(config['digest'], 'config').get('rootfs') or {}).get('diff_ids') or []
-                keep_chains.update(layers.chain_ids(diff_ids))
+                keep_chains.update(chain_ids(diff_ids))
                 keep_diffs.update(diff_ids)
         for layer in doc.get('layers') or []:
             keep_blobs.add(layer['digest'])

@@ -100,7 +100,7 @@ class Runtime:
 
     def _check_user(self, img, user):
         """A user name the image's /etc/passwd lacks fails at create, not at start (when it is unpacked)."""
-        from ..layers import chain_ids
+        from ..store import chain_ids
         from . import security
         names = [part for part in str(user).split(':') if part and not part.isdigit()]
         dirs = [self.images.store.layer_dir(c) for c in reversed(chain_ids(img.diff_ids))]
@@ -358,7 +358,7 @@ class Runtime:
     def inspect(self, container):
         """Docker's ``container inspect`` shape."""
         directory = self.containers.dir(container.Id)
-        from ..layers import chain_ids
+        from ..store import chain_ids
         from . import mounts
         image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
         layer_dirs = [self.images.store.layer_dir(c) for c in chain_ids(image.diff_ids)] if image else []
