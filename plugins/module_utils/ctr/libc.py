@@ -112,6 +112,20 @@ def join_session_keyring(name=None):
     return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(1), _b(name)), 'keyctl')
 
 
+def signal_default(signum):
+    """rt_sigaction(signum, SIG_DFL) straight to the kernel.
+
+    For the signals glibc keeps to itself (32, 33), which Python's signal module
+    cannot touch, but whose SIG_IGN a caller may still have left to survive execve.
+    """
+    nr = {'x86_64': 13, 'aarch64': 134, 'riscv64': 134, 'ppc64le': 173, 's390x': 174}.get(os.uname().machine)
+    if nr is None:
+        raise OSError(38, 'rt_sigaction: no syscall number known for %s' % os.uname().machine)
+    action = ctypes.create_string_buffer(64)        # handler SIG_DFL (0), no flags, empty mask
+    return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(signum), action, None, ctypes.c_size_t(8)),
+                  'rt_sigaction')
+
+
 def link_up(name):
     """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
     import _socket      # not socket: its enum set-up costs milliseconds on every container start

@@ -180,7 +180,7 @@ def _reset_signals():
         try:
             signal.signal(number, signal.SIG_DFL)
         except (OSError, ValueError, RuntimeError):
-            pass
+            libc.signal_default(number)       # glibc's own signals: past Python, to the kernel
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
