@@ -64,6 +64,8 @@ def test_started_create_repeat_change(ctr):
     ('read_only', True, False),
     ('network_mode', 'host', 'none'),
     ('restart_policy', 'always', 'no'),
+    ('restart_retries', 1, 2),
+    ('privileged', True, False),
     ('stop_signal', 'SIGINT', 'SIGTERM'),
     ('stop_timeout', 3, 5),
     ('entrypoint', ['sleep'], ['/bin/sleep']),
@@ -96,6 +98,7 @@ def test_each_option_create_repeat_change(ctr, option, first, second):
     ({'volumes': ['relative:/x']}, ['volumes']),
     ({'mounts': [{'type': 'bind', 'source': '/no/such/dir', 'target': '/x'}]}, ['/no/such/dir']),
     ({'tmpfs': ['notabs']}, ['tmpfs']),
+    ({'restart_retries': -1}, ['restart_retries']),
 ])
 def test_bad_values_create_nothing(ctr, store_root, args, fragments):
     full = dict(SLEEPER)

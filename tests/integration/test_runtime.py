@@ -195,7 +195,7 @@ def test_remove_leaves_nothing_behind(runtime, store_root):
 def test_bad_options_create_nothing(runtime):
     for kwargs in ({'memory': 'lots'}, {'cpus': '-1'}, {'name': 'bad name'}, {'network_mode': 'bridge0'},
                    {'restart_policy': 'sometimes'}, {'stop_signal': 'SIGNOPE'}, {'capabilities': ['CAP_NOPE']},
-                   {'working_dir': 'relative'}):
+                   {'working_dir': 'relative'}, {'restart_retries': -1}):
         with pytest.raises(InvalidArgument):
             runtime.create('busybox', **kwargs)
     assert runtime.list() == []

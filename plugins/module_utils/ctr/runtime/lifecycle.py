@@ -59,8 +59,8 @@ class Runtime:
         state = container.State
         if state.Status not in ('running', 'restarting', 'paused') or not state.MonitorPid:
             return container
-        if monitor.process_start_time(state.MonitorPid) == (state.MonitorStart or None) \
-                and monitor.process_start_time(state.MonitorPid) is not None:
+        started = monitor.process_start_time(state.MonitorPid)
+        if started is not None and started == state.MonitorStart:
             return container
         alive = self._pid_alive(state)
         state.Running, state.Restarting, state.MonitorPid = alive, False, 0
@@ -161,6 +161,8 @@ class Runtime:
         if network_mode not in NETWORK_MODES:
             raise InvalidArgument('network_mode "%s" is not one of %s (bridge networks come with ctr_network)'
                                   % (network_mode, ', '.join(NETWORK_MODES)))
+        if isinstance(restart_retries, bool) or not isinstance(restart_retries, int) or restart_retries < 0:
+            raise InvalidArgument('restart_retries "%s" is not a whole number, 0 or more' % (restart_retries,))
         if restart_policy not in RESTART_POLICIES:
             raise InvalidArgument('restart_policy "%s" is not one of %s' % (restart_policy, ', '.join(RESTART_POLICIES)))
         entry, cmd = spec.entrypoint_and_cmd(cfg, entrypoint, command)
@@ -180,7 +182,7 @@ class Runtime:
             'ExposedPorts': cfg.get('ExposedPorts') or {},
         }
         host_config = {
-            'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': int(restart_retries or 0)},
+            'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': restart_retries},
             'Memory': limits.memory or 0, 'NanoCpus': int(round((limits.cpus or 0) * 1e9)), 'PidsLimit': limits.pids or 0,
             'CapAdd': _cap_names(capabilities, 'capabilities'), 'CapDrop': _cap_names(cap_drop, 'cap_drop'), 'Privileged': bool(privileged),
             'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},

@@ -24,7 +24,6 @@ mount is made on ``/proc/self/fd/N`` of what was found, so it never lands outsid
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
@@ -403,7 +402,6 @@ def inspect_mounts(specs):
 # -- mounting, inside the container's mount namespace --------------------------------------------------
 
 _O_PATH = getattr(os, 'O_PATH', 0o10000000)
-_MAX_SYMLINK_HOPS = 40
 # statvfs f_flag bit -> the MS_ flag a read-only bind remount must repeat to keep it
 _KEPT_FLAGS = ((0x2, libc.MS_NOSUID), (0x4, libc.MS_NODEV), (0x8, libc.MS_NOEXEC), (0x400, libc.MS_NOATIME),
                (0x800, libc.MS_NODIRATIME), (0x1000, libc.MS_RELATIME))
@@ -552,58 +550,14 @@ def _mount_id(fd):
     return None
 
 
-def _split(path):
-    return [part for part in path.split('/') if part not in ('', '.')]
-
-
 def open_target(root_fd, path, directory):
     """An ``O_PATH`` descriptor of ``path`` inside ``root_fd``, made if missing (a mount point).
 
-    Resolution is :func:`security.open_in_root`'s: one ``openat(O_NOFOLLOW)`` per component,
-    a symlink resolved as if ``root_fd`` were ``/``, ``..`` stopping at the root, at most 40
-    links. A missing component is created where the walk stands -- a directory, or for the
-    last one an empty file when ``directory`` is false -- so a dangling link of the image
-    makes its target inside the root, never outside. Raises OSError. The caller closes it.
+    :func:`security.open_in_root`'s walk, creating what is missing: directories, and for the
+    last component an empty file when ``directory`` is false. Raises OSError. The caller closes it.
     """
-    todo = _split(path)[::-1]
-    stack = []
-    hops = created = 0
-    try:
-        while todo:
-            part = todo.pop()
-            if part == '..':
-                if stack:
-                    os.close(stack.pop())
-                continue
-            parent = stack[-1] if stack else root_fd
-            try:
-                fd = os.open(part, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-            except FileNotFoundError:
-                created += 1
-                if created > 4 * _MAX_SYMLINK_HOPS + 256:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
-                _create(parent, part, directory or bool(todo))
-                todo.append(part)               # open what is there now
-                continue
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISLNK(mode):
-                os.close(fd)
-                hops += 1
-                if hops > _MAX_SYMLINK_HOPS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-                link = os.readlink(part, dir_fd=parent)
-                if link.startswith('/'):
-                    while stack:
-                        os.close(stack.pop())
-                todo.extend(_split(link)[::-1])
-                continue
-            stack.append(fd)
-            if todo and not stat.S_ISDIR(mode):
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-        return stack.pop() if stack else os.open('.', _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
+    return open_in_root(root_fd, path,
+                        create=lambda parent, name, more: _create(parent, name, directory or more))
 
 
 def _create(parent_fd, name, directory):

@@ -291,8 +291,12 @@ def _split(path):
     return [part for part in path.split('/') if part not in ('', '.')]
 
 
-def open_in_root(root_fd, path):
+def open_in_root(root_fd, path, create=None):
     """An ``O_PATH`` descriptor of ``path`` resolved inside the directory ``root_fd``.
+
+    With ``create(parent_fd, name, more_follows)``, a missing component is made where
+    the walk stands and opened again (mount points: a dangling link of the image makes
+    its target inside the root, never outside).
 
     Every component is opened with ``openat(O_NOFOLLOW)`` relative to the previous one;
     a symlink is read and resolved as if ``root_fd`` were ``/`` (absolute targets
@@ -302,7 +306,7 @@ def open_in_root(root_fd, path):
     """
     todo = _split(path)[::-1]
     stack = []                      # descriptors below the root, deepest last
-    hops = 0
+    hops = created = 0
     try:
         while todo:
             part = todo.pop()
@@ -311,7 +315,17 @@ def open_in_root(root_fd, path):
                     os.close(stack.pop())
                 continue
             parent = stack[-1] if stack else root_fd
-            fd = os.open(part, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                fd = os.open(part, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except FileNotFoundError:
+                if create is None:
+                    raise
+                created += 1
+                if created > 4 * _MAX_SYMLINK_HOPS + 256:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                create(parent, part, bool(todo))
+                todo.append(part)           # open what is there now
+                continue
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode):
                 os.close(fd)
