@@ -221,7 +221,7 @@ def test_orphaned_container_without_monitor_can_be_stopped_and_removed(runtime, 
 
 
 def monitor_gone(pid):
-    from ctr.runtime.monitor import process_start_time
+    from ctr.runtime.procs import process_start_time
     deadline = time.time() + 5
     while process_start_time(pid) is not None and time.time() < deadline:
         time.sleep(0.05)

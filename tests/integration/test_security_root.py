@@ -23,7 +23,7 @@ if _MODULE_UTILS not in [os.path.abspath(p) for p in sys.path]:
     sys.path.insert(0, _MODULE_UTILS)
 
 from ctr import libc  # noqa: E402
-from ctr.runtime import security  # noqa: E402
+from ctr.runtime import caps, security  # noqa: E402
 
 DEFAULT_MASK = 0xa80425fb          # Docker's default set, as /proc/self/status shows it
 NOBODY = 65534
@@ -124,7 +124,7 @@ def needs_root():
 
 def test_apply_caps_gives_root_dockers_default_set():
     def child():
-        security.apply_caps(security.DEFAULT_CAPS)
+        security.apply_caps(caps.DEFAULT_CAPS)
         security.set_no_new_privs()
         return own_status()
 
@@ -135,9 +135,9 @@ def test_apply_caps_gives_root_dockers_default_set():
 
 
 def test_apply_caps_takes_numbers_and_survives_execve_as_root():
-    numbers = security.cap_numbers(security.effective_caps(['NET_ADMIN'], ['MKNOD']))
+    numbers = caps.cap_numbers(caps.effective_caps(['NET_ADMIN'], ['MKNOD']))
     state, uids = exec_status_in_child(lambda: security.apply_caps(numbers))
-    expected = security.caps_mask(numbers)
+    expected = caps.caps_mask(numbers)
     assert uids == ['0', '0', '0', '0']
     assert (state.effective, state.permitted, state.bounding) == (expected,) * 3
     assert state.inheritable == 0 and state.ambient == 0
@@ -149,17 +149,17 @@ def test_privileged_set_keeps_what_the_host_has():
     held = security.current_caps().permitted
 
     def child():
-        security.apply_caps(security.effective_caps(privileged=True))
+        security.apply_caps(caps.effective_caps(privileged=True))
         return own_status()
 
     state = security.parse_cap_status(in_child(child))
-    assert state.effective == state.permitted == held & security.caps_mask(security.CAPABILITIES)
+    assert state.effective == state.permitted == held & caps.caps_mask(caps.CAPABILITIES)
 
 
 def test_become_non_root_keeps_only_the_bounding_set():
     """Docker's rule: a non-root user gets no effective or permitted capabilities, before or after execve."""
     def child():
-        security.become(NOBODY, NOBODY, [NOBODY, 100], security.DEFAULT_CAPS, no_new_privs=True)
+        security.become(NOBODY, NOBODY, [NOBODY, 100], caps.DEFAULT_CAPS, no_new_privs=True)
         return {'status': own_status(), 'groups': os.getgroups(), 'ids': [os.getresuid(), os.getresgid()]}
 
     result = in_child(child)
@@ -170,26 +170,26 @@ def test_become_non_root_keeps_only_the_bounding_set():
     assert result['ids'] == [[NOBODY] * 3, [NOBODY] * 3]
 
     state, uids = exec_status_in_child(
-        lambda: security.become(NOBODY, NOBODY, [NOBODY], security.DEFAULT_CAPS))
+        lambda: security.become(NOBODY, NOBODY, [NOBODY], caps.DEFAULT_CAPS))
     assert uids == [str(NOBODY)] * 4
     assert (state.effective, state.permitted) == (0, 0) and state.bounding == DEFAULT_MASK
 
 
 def test_become_works_when_setuid_and_setgid_are_dropped():
-    caps = security.effective_caps(None, ['SETUID', 'SETGID'])
+    kept = caps.effective_caps(None, ['SETUID', 'SETGID'])
 
     def child():
-        security.become(NOBODY, NOBODY, [], caps)
+        security.become(NOBODY, NOBODY, [], kept)
         return own_status()
 
     state = security.parse_cap_status(in_child(child))
-    assert state.bounding == security.caps_mask(caps) and state.effective == 0
+    assert state.bounding == caps.caps_mask(kept) and state.effective == 0
     assert 'CAP_SETUID' not in state.names('bounding')
 
 
 def test_become_root_keeps_the_set():
     def child():
-        security.become(0, 0, [0, 10], security.effective_caps(None, ['CHOWN']))
+        security.become(0, 0, [0, 10], caps.effective_caps(None, ['CHOWN']))
         return own_status()
 
     state = security.parse_cap_status(in_child(child))
@@ -202,7 +202,7 @@ def test_default_set_cannot_mount(tmp_path):
 
     def child():
         private_mount_namespace()
-        security.apply_caps(security.DEFAULT_CAPS)
+        security.apply_caps(caps.DEFAULT_CAPS)
         try:
             libc.mount('tmpfs', target, 'tmpfs', 0)
         except OSError as exc:

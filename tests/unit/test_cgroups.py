@@ -11,7 +11,8 @@ import pytest
 
 from ctr.errors import CtrError, InvalidArgument, KernelError
 from ctr.runtime import cgroups
-from ctr.runtime.cgroups import Cgroup, Limits, parse_cpus, parse_memory, parse_mountinfo, parse_pids_limit
+from ctr.runtime.cgroups import Cgroup, parse_mountinfo
+from ctr.runtime.limits import Limits, parse_cpus, parse_memory, parse_pids_limit
 
 MiB = 1 << 20
 

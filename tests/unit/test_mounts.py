@@ -18,8 +18,8 @@ if _MODULE_UTILS not in [os.path.abspath(p) for p in sys.path]:
     sys.path.insert(0, _MODULE_UTILS)
 
 from ctr.errors import CtrError, InvalidArgument  # noqa: E402
-from ctr.runtime import mounts  # noqa: E402
-from ctr.runtime.mounts import MountSpec  # noqa: E402
+from ctr.runtime import mounts, mountspec  # noqa: E402
+from ctr.runtime.mountspec import MountSpec  # noqa: E402
 
 
 def bind(source, target, origin='volumes', **kw):
@@ -48,7 +48,7 @@ def tmpfs(target, origin='tmpfs', **kw):
     ('/x:/dev/fuse', bind('/x', '/dev/fuse')),
 ])
 def test_volume_entries(text, expected):
-    assert mounts.parse_volume(text) == expected
+    assert mountspec.parse_volume(text) == expected
 
 
 @pytest.mark.parametrize('text, error, words', [
@@ -77,7 +77,7 @@ def test_volume_entries(text, expected):
 ])
 def test_bad_volume_entries(text, error, words):
     with pytest.raises(error) as err:
-        mounts.parse_volume(text)
+        mountspec.parse_volume(text)
     assert words in err.value.msg
     assert err.value.msg.startswith('volumes: ')
 
@@ -108,7 +108,7 @@ def src(tmp_path):
 def test_mount_entries(entry, expected, src):
     entry = {k: v.replace('{src}', src) if isinstance(v, str) else v for k, v in entry.items()}
     expected = MountSpec(**dict(expected.__dict__, source=expected.source.replace('{src}', src)))
-    assert mounts.parse_mount(entry) == expected
+    assert mountspec.parse_mount(entry) == expected
 
 
 @pytest.mark.parametrize('entry, error, words', [
@@ -139,14 +139,14 @@ def test_mount_entries(entry, expected, src):
 ])
 def test_bad_mount_entries(entry, error, words):
     with pytest.raises(error) as err:
-        mounts.parse_mount(entry)
+        mountspec.parse_mount(entry)
     assert words in err.value.msg
     assert err.value.msg.startswith('mounts: ')
 
 
 def test_a_bind_source_must_exist_only_when_asked():
     entry = {'type': 'bind', 'source': '/no/such/dir', 'target': '/x'}
-    assert mounts.parse_mount(entry, check_source=False) == bind('/no/such/dir', '/x', 'mounts')
+    assert mountspec.parse_mount(entry, check_source=False) == bind('/no/such/dir', '/x', 'mounts')
 
 
 # -- tmpfs: "/ctr[:options]" -----------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_a_bind_source_must_exist_only_when_asked():
     ('/run: size=1g , suid', tmpfs('/run', options=('size=1g', 'suid'))),
 ])
 def test_tmpfs_entries(text, expected):
-    assert mounts.parse_tmpfs(text) == expected
+    assert mountspec.parse_tmpfs(text) == expected
 
 
 @pytest.mark.parametrize('text, words', [
@@ -179,7 +179,7 @@ def test_tmpfs_entries(text, expected):
 ])
 def test_bad_tmpfs_entries(text, words):
     with pytest.raises(InvalidArgument) as err:
-        mounts.parse_tmpfs(text)
+        mountspec.parse_tmpfs(text)
     assert words in err.value.msg and err.value.msg.startswith('tmpfs: ')
 
 
@@ -193,19 +193,19 @@ def test_bad_tmpfs_entries(text, words):
 ])
 def test_a_target_is_used_once(volumes, entries, tmpfs_, option):
     with pytest.raises(InvalidArgument) as err:
-        mounts.parse_all(volumes, entries, tmpfs_)
+        mountspec.parse_all(volumes, entries, tmpfs_)
     assert err.value.msg.startswith('%s: "/data" is already the target of a mount' % option)
 
 
 @pytest.mark.parametrize('option, value', [('volumes', '/a:/b'), ('mounts', {'type': 'tmpfs'}), ('tmpfs', '/t')])
 def test_each_option_is_a_list(option, value):
     with pytest.raises(InvalidArgument) as err:
-        mounts.parse_all(**{option: value})
+        mountspec.parse_all(**{option: value})
     assert err.value.msg.startswith(option + ': expected a list')
 
 
 def test_nothing_given_is_no_mount():
-    assert mounts.parse_all() == [] and mounts.parse_all([], [], []) == []
+    assert mountspec.parse_all() == [] and mountspec.parse_all([], [], []) == []
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -218,7 +218,7 @@ def test_nothing_given_is_no_mount():
     ('target=/v', {'target': '/v'}),
 ])
 def test_the_cli_mount_flag(text, expected):
-    assert mounts.parse_mount_flag(text) == expected
+    assert mountspec.parse_mount_flag(text) == expected
 
 
 @pytest.mark.parametrize('text, error, words', [
@@ -229,14 +229,14 @@ def test_the_cli_mount_flag(text, expected):
 ])
 def test_bad_cli_mount_flags(text, error, words):
     with pytest.raises(error) as err:
-        mounts.parse_mount_flag(text)
+        mountspec.parse_mount_flag(text)
     assert words in err.value.msg
 
 
 # -- HostConfig and inspect ------------------------------------------------------------------------------
 
 def _sample(src):
-    return mounts.parse_all(
+    return mountspec.parse_all(
         volumes=['/srv/www:/var/www:ro', '/srv/logs/:/var/log/app', '/srv/x:/x:z,rshared'],
         mounts=[{'type': 'bind', 'source': src, 'target': '/data', 'read_only': True, 'propagation': 'rslave'},
                 {'type': 'bind', 'source': src, 'target': '/plain'},
@@ -246,7 +246,7 @@ def _sample(src):
 
 
 def test_host_config_is_dockers_shape(src):
-    assert mounts.to_host_config(_sample(src)) == {
+    assert mountspec.to_host_config(_sample(src)) == {
         'Binds': ['/srv/www:/var/www:ro', '/srv/logs:/var/log/app', '/srv/x:/x:z,rshared'],
         'Mounts': [
             {'Type': 'bind', 'Source': src, 'Target': '/data', 'ReadOnly': True, 'BindOptions': {'Propagation': 'rslave'}},
@@ -256,26 +256,26 @@ def test_host_config_is_dockers_shape(src):
         ],
         'Tmpfs': {'/run': 'size=64m,mode=755', '/tmp': 'exec,ro', '/var/tmp': ''},
     }
-    assert mounts.to_host_config([]) == {'Binds': [], 'Mounts': [], 'Tmpfs': {}}
+    assert mountspec.to_host_config([]) == {'Binds': [], 'Mounts': [], 'Tmpfs': {}}
 
 
 def test_host_config_round_trips(src):
     specs = _sample(src)
-    host_config = dict(mounts.to_host_config(specs), NetworkMode='none')
-    assert mounts.from_host_config(host_config) == specs
-    assert mounts.from_host_config({}) == [] and mounts.from_host_config({'Binds': None}) == []
+    host_config = dict(mountspec.to_host_config(specs), NetworkMode='none')
+    assert mountspec.from_host_config(host_config) == specs
+    assert mountspec.from_host_config({}) == [] and mountspec.from_host_config({'Binds': None}) == []
 
 
 def test_round_trip_does_not_need_the_bind_source_any_more(tmp_path):
     gone = tmp_path / 'gone'
     gone.mkdir()
-    specs = mounts.parse_all(mounts=[{'type': 'bind', 'source': str(gone), 'target': '/g'}])
+    specs = mountspec.parse_all(mounts=[{'type': 'bind', 'source': str(gone), 'target': '/g'}])
     gone.rmdir()
-    assert mounts.from_host_config(mounts.to_host_config(specs)) == specs
+    assert mountspec.from_host_config(mountspec.to_host_config(specs)) == specs
 
 
 def test_inspect_mounts_is_dockers_shape(src):
-    assert mounts.inspect_mounts(_sample(src)) == [
+    assert mountspec.inspect_mounts(_sample(src)) == [
         {'Type': 'bind', 'Source': '/srv/www', 'Destination': '/var/www', 'Mode': 'ro', 'RW': False,
          'Propagation': 'rprivate'},
         {'Type': 'bind', 'Source': '/srv/logs', 'Destination': '/var/log/app', 'Mode': '', 'RW': True,

@@ -1,12 +1,11 @@
 # Copyright (c) daemonless.ctr contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ctr.runtime.spec: the container's argv (Docker's ENTRYPOINT/CMD rules), environment, working
-directory, and the ProcessSpec built from an image Config and a fixture rootfs.
+"""ctr.runtime.spec: the container's argv (Docker's ENTRYPOINT/CMD rules), environment and working
+directory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -16,8 +15,8 @@ _MODULE_UTILS = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '.
 if _MODULE_UTILS not in [os.path.abspath(p) for p in sys.path]:
     sys.path.insert(0, _MODULE_UTILS)
 
-from ctr.errors import InvalidArgument, NotFound  # noqa: E402
-from ctr.runtime import security, spec  # noqa: E402
+from ctr.errors import InvalidArgument  # noqa: E402
+from ctr.runtime import spec  # noqa: E402
 
 PATH = 'PATH=' + spec.DEFAULT_PATH
 EP_CMD = {'Entrypoint': ['/entry', '-v'], 'Cmd': ['--help']}
@@ -171,63 +170,3 @@ def test_working_dir_must_be_absolute(override):
         spec.working_dir({'WorkingDir': '/app'}, override)
     assert info.value.msg.startswith('working_dir')
     assert info.value.details['option'] == 'working_dir'
-
-
-# -- the ProcessSpec --------------------------------------------------------------------------------
-
-PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n'
-GROUP = 'root:x:0:root\nwheel:x:10:root\nusers:x:100:app\n'
-IMAGE = {'Entrypoint': ['/entry'], 'Cmd': ['serve'], 'Env': ['PATH=/bin', 'MODE=prod'],
-         'WorkingDir': '/srv', 'User': 'app'}
-
-
-@pytest.fixture
-def rootfs(tmp_path):
-    (tmp_path / 'etc').mkdir()
-    (tmp_path / 'etc' / 'passwd').write_text(PASSWD)
-    (tmp_path / 'etc' / 'group').write_text(GROUP)
-    return str(tmp_path)
-
-
-def test_process_spec_fields():
-    assert [f.name for f in dataclasses.fields(spec.ProcessSpec)] == [
-        'argv', 'env', 'cwd', 'uid', 'gid', 'additional_gids', 'caps', 'no_new_privs', 'hostname']
-
-
-def test_process_spec_from_image_defaults(rootfs):
-    proc = spec.process_spec(IMAGE, rootfs, hostname='0123456789ab')
-    assert proc == spec.ProcessSpec(
-        argv=['/entry', 'serve'], env=['PATH=/bin', 'MODE=prod', 'HOSTNAME=0123456789ab', 'HOME=/home/app'],
-        cwd='/srv', uid=1000, gid=1000, additional_gids=[1000, 100], caps=security.effective_caps(),
-        no_new_privs=False, hostname='0123456789ab')
-
-
-def test_process_spec_with_every_override(rootfs):
-    proc = spec.process_spec(IMAGE, rootfs, command='-c "echo hi"', entrypoint=['/bin/sh'], env={'MODE': 'dev'},
-                             user='root', working_dir='/tmp', hostname='web', capabilities=['NET_ADMIN'],
-                             cap_drop=['ALL'], no_new_privs=True)
-    assert proc.argv == ['/bin/sh', '-c', 'echo hi']
-    assert proc.env == ['PATH=/bin', 'MODE=dev', 'HOSTNAME=web', 'HOME=/root']
-    assert (proc.cwd, proc.uid, proc.gid, proc.additional_gids) == ('/tmp', 0, 0, [0, 10])
-    assert proc.caps == ('CAP_NET_ADMIN',) and proc.no_new_privs is True
-
-
-def test_process_spec_privileged_keeps_every_capability(rootfs):
-    assert spec.process_spec(IMAGE, rootfs, privileged=True).caps is None
-
-
-def test_process_spec_empty_user_means_the_images(rootfs):
-    assert spec.process_spec(IMAGE, rootfs, user='').uid == 1000
-    assert spec.process_spec(dict(IMAGE, User=''), rootfs).uid == 0
-
-
-def test_process_spec_errors_name_the_option(rootfs):
-    with pytest.raises(NotFound) as info:
-        spec.process_spec(IMAGE, rootfs, user='ghost')
-    assert info.value.details == {'option': 'user', 'value': 'ghost'}
-    with pytest.raises(InvalidArgument) as info:
-        spec.process_spec(IMAGE, rootfs, capabilities=['NOT_A_CAP'])
-    assert info.value.details['option'] == 'capabilities'
-    with pytest.raises(InvalidArgument) as info:
-        spec.process_spec({}, rootfs)
-    assert 'no command specified' in info.value.msg

@@ -16,11 +16,11 @@ if _MODULE_UTILS not in [os.path.abspath(p) for p in sys.path]:
     sys.path.insert(0, _MODULE_UTILS)
 
 from ctr.errors import CtrError, InvalidArgument, KernelError, NotFound, UnsafeContent  # noqa: E402
-from ctr.runtime import security  # noqa: E402
+from ctr.runtime import caps, security  # noqa: E402
 from ctr.runtime.security import ExecUser  # noqa: E402
 
-DEFAULT = set(security.DEFAULT_CAPS)
-EVERY = set(security.CAPABILITIES)
+DEFAULT = set(caps.DEFAULT_CAPS)
+EVERY = set(caps.CAPABILITIES)
 
 
 # -- the capability table -------------------------------------------------------------------------
@@ -33,27 +33,27 @@ EVERY = set(security.CAPABILITIES)
     ('CAP_PERFMON', 38), ('CAP_BPF', 39), ('CAP_CHECKPOINT_RESTORE', 40),
 ])
 def test_capability_numbers_are_the_kernels(name, number):
-    assert security.CAP_NUMBERS[name] == number
-    assert security.cap_name(number) == name
+    assert caps.CAP_NUMBERS[name] == number
+    assert caps.cap_name(number) == name
 
 
 def test_table_is_complete_and_default_set_is_dockers():
-    assert len(security.CAPABILITIES) == 41 and len(set(security.CAPABILITIES)) == 41
-    assert security.cap_name(41) == 'CAP_41'
+    assert len(caps.CAPABILITIES) == 41 and len(set(caps.CAPABILITIES)) == 41
+    assert caps.cap_name(41) == 'CAP_41'
     assert DEFAULT == {'CAP_' + n for n in ('CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID',
                                             'SETUID', 'SETFCAP', 'SETPCAP', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL',
                                             'AUDIT_WRITE')}
     # what `grep Cap /proc/self/status` shows in a default Docker container
-    assert security.caps_mask(security.DEFAULT_CAPS) == 0xa80425fb
+    assert caps.caps_mask(caps.DEFAULT_CAPS) == 0xa80425fb
 
 
 def test_masks_round_trip():
-    assert security.caps_from_mask(security.caps_mask(security.DEFAULT_CAPS)) == \
-        tuple(sorted(security.DEFAULT_CAPS, key=security.CAP_NUMBERS.get))
-    assert security.cap_numbers(['CAP_SYS_ADMIN', 0, 'CAP_41', 'CAP_CHOWN']) == [0, 21, 41]
-    assert security.caps_mask([]) == 0
+    assert caps.caps_from_mask(caps.caps_mask(caps.DEFAULT_CAPS)) == \
+        tuple(sorted(caps.DEFAULT_CAPS, key=caps.CAP_NUMBERS.get))
+    assert caps.cap_numbers(['CAP_SYS_ADMIN', 0, 'CAP_41', 'CAP_CHOWN']) == [0, 21, 41]
+    assert caps.caps_mask([]) == 0
     with pytest.raises(InvalidArgument):
-        security.cap_numbers(['CAP_NOPE'])
+        caps.cap_numbers(['CAP_NOPE'])
 
 
 # -- Docker's rules (moby oci/caps TweakCapabilities) ---------------------------------------------
@@ -97,16 +97,16 @@ def _with(*names):
     (None, ['ALL'], True, EVERY),
 ])
 def test_effective_caps_follow_docker(add, drop, privileged, expected):
-    caps = security.effective_caps(add, drop, privileged)
-    assert set(caps) == expected
-    assert list(caps) == sorted(caps, key=security.CAP_NUMBERS.get)    # ascending, no repeats
-    assert len(caps) == len(set(caps))
+    chosen = caps.effective_caps(add, drop, privileged)
+    assert set(chosen) == expected
+    assert list(chosen) == sorted(chosen, key=caps.CAP_NUMBERS.get)    # ascending, no repeats
+    assert len(chosen) == len(set(chosen))
 
 
 def test_all_is_limited_to_what_the_kernel_knows():
-    caps = security.effective_caps(['ALL'], None, last_cap=37)
-    assert caps[-1] == 'CAP_AUDIT_READ' and len(caps) == 38
-    assert len(security.effective_caps(privileged=True, last_cap=35)) == 36
+    chosen = caps.effective_caps(['ALL'], None, last_cap=37)
+    assert chosen[-1] == 'CAP_AUDIT_READ' and len(chosen) == 38
+    assert len(caps.effective_caps(privileged=True, last_cap=35)) == 36
 
 
 @pytest.mark.parametrize('add, drop, option, shown', [
@@ -119,7 +119,7 @@ def test_all_is_limited_to_what_the_kernel_knows():
 ])
 def test_unknown_capabilities_name_option_and_value(add, drop, option, shown):
     with pytest.raises(InvalidArgument) as info:
-        security.effective_caps(add, drop)
+        caps.effective_caps(add, drop)
     assert info.value.msg.startswith(option + ':')
     assert shown in info.value.msg
     assert info.value.details['option'] == option
@@ -152,7 +152,7 @@ def test_parse_cap_status():
 def test_parse_cap_status_of_an_old_kernel():
     state = security.parse_cap_status('CapInh:\t0\nCapPrm:\tffffffffff\nCapEff:\t0\nCapBnd:\tffffffffff\n')
     assert state.ambient == 0 and state.no_new_privs is None
-    assert state.names('bounding') == security.CAPABILITIES[:40]
+    assert state.names('bounding') == caps.CAPABILITIES[:40]
 
 
 def test_current_caps_reads_this_process():

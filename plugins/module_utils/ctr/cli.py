@@ -81,7 +81,7 @@ def _env_dict(pairs):
 
 
 def _run(args):
-    from .runtime import mounts
+    from .runtime import mountspec
     from .runtime.lifecycle import Runtime
     runtime = Runtime(args.root)
     container = runtime.create(args.image, name=args.name, command=args.command or None,
@@ -90,7 +90,7 @@ def _run(args):
                                hostname=args.hostname, network_mode=args.network, memory=args.memory,
                                cpus=args.cpus, pids_limit=args.pids_limit, read_only=args.read_only,
                                privileged=args.privileged, volumes=args.volume,
-                               mounts=[mounts.parse_mount_flag(m) for m in args.mount], tmpfs=args.tmpfs)
+                               mounts=[mountspec.parse_mount_flag(m) for m in args.mount], tmpfs=args.tmpfs)
     try:
         runtime.start(container.Id)
     except BaseException:
@@ -119,27 +119,54 @@ def _interrupt(signum, frame):
 
 def _follow(runtime, name):
     """Copy the container's log to our stdout/stderr until it is done; returns its exit code."""
-    path = runtime.log_path(runtime.get(name))
+    container = runtime.get(name)
+    path = runtime.log_path(container)
+    waiter, pidfd = _monitor_waiter(container.State)
     offset, done = 0, False
-    while True:
-        finished = not runtime.get(name).State.MonitorPid
-        try:
-            with open(path, 'rb') as f:
-                f.seek(offset)
-                for raw in f:
-                    if not raw.endswith(b'\n'):
-                        break
-                    offset += len(raw)
-                    rec = json.loads(raw.decode('utf-8'))
-                    (sys.stdout if rec['stream'] == 'stdout' else sys.stderr).write(rec['log'])
-        except FileNotFoundError:
-            pass
-        sys.stdout.flush()
-        if done:
-            return runtime.get(name).State.ExitCode
-        done = finished
-        if not done:
-            time.sleep(0.02)
+    try:
+        while True:
+            finished = not runtime.get(name).State.MonitorPid
+            try:
+                with open(path, 'rb') as f:
+                    f.seek(offset)
+                    for raw in f:
+                        if not raw.endswith(b'\n'):
+                            break
+                        offset += len(raw)
+                        rec = json.loads(raw.decode('utf-8'))
+                        (sys.stdout if rec['stream'] == 'stdout' else sys.stderr).write(rec['log'])
+            except FileNotFoundError:
+                pass
+            sys.stdout.flush()
+            if done:
+                return runtime.get(name).State.ExitCode
+            done = finished
+            if not done:
+                if waiter is not None:
+                    waiter.poll(20)         # wakes the moment the monitor exits
+                else:
+                    time.sleep(0.02)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _monitor_waiter(state):
+    """``(poll object, pidfd)`` on the container's monitor (readable once it exits), or ``(None, None)``."""
+    from .runtime.procs import process_start_time
+    if not state.MonitorPid or not hasattr(os, 'pidfd_open'):
+        return None, None
+    try:
+        fd = os.pidfd_open(state.MonitorPid)
+    except OSError:
+        return None, None
+    if process_start_time(state.MonitorPid) != state.MonitorStart:    # gone, its PID reused
+        os.close(fd)
+        return None, None
+    import select
+    waiter = select.poll()
+    waiter.register(fd, select.POLLIN)
+    return waiter, fd
 
 
 def _ps(args):
@@ -260,21 +287,17 @@ def _gc(args):
     return 0
 
 
-def parser():
-    p = argparse.ArgumentParser(prog='ctr', description='Daemonless containers: the daemonless.ctr engine.')
-    p.add_argument('--root', help='store root (default: $CTR_ROOT or /var/lib/ctr)')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    sub.required = True
-
-    s = sub.add_parser('images', help='list images')
+def _args_images(s):
     s.add_argument('-q', '--quiet', action='store_true', help='only image IDs')
     s.set_defaults(func=_images)
 
-    s = sub.add_parser('inspect', help='show containers or images in Docker\'s inspect shape')
+
+def _args_inspect(s):
     s.add_argument('names', nargs='+', metavar='IMAGE')
     s.set_defaults(func=_inspect)
 
-    s = sub.add_parser('run', help='create and start a container (network: none or host for now)')
+
+def _args_run(s):
     s.add_argument('-d', '--detach', action='store_true', help='print the ID and return at once')
     s.add_argument('--rm', action='store_true', help='remove the container when it is done')
     s.add_argument('--name')
@@ -297,67 +320,129 @@ def parser():
     s.add_argument('command', nargs=argparse.REMAINDER, metavar='CMD')
     s.set_defaults(func=_run)
 
-    s = sub.add_parser('ps', help='list containers')
+
+def _args_ps(s):
     s.add_argument('-a', '--all', action='store_true')
     s.add_argument('-q', '--quiet', action='store_true')
     s.set_defaults(func=_ps)
 
-    s = sub.add_parser('logs', help='show a container\'s output')
+
+def _args_logs(s):
     s.add_argument('-f', '--follow', action='store_true')
     s.add_argument('--tail', type=int)
     s.add_argument('name', metavar='CONTAINER')
     s.set_defaults(func=_logs)
 
-    for verb, func, text in (('start', _start, 'start containers'), ('stop', _stop, 'stop containers'),
-                             ('rm', _rm, 'remove containers')):
-        s = sub.add_parser(verb, help=text)
-        s.add_argument('names', nargs='+', metavar='CONTAINER')
-        if verb == 'stop':
-            s.add_argument('-t', '--time', type=int, help='seconds to wait before SIGKILL')
-        if verb == 'rm':
-            s.add_argument('-f', '--force', action='store_true', help='kill a running container first')
-        s.set_defaults(func=func)
 
-    s = sub.add_parser('import', help='import a rootfs directory or tarball as a one-layer image')
+def _args_start(s):
+    s.add_argument('names', nargs='+', metavar='CONTAINER')
+    s.set_defaults(func=_start)
+
+
+def _args_stop(s):
+    s.add_argument('names', nargs='+', metavar='CONTAINER')
+    s.add_argument('-t', '--time', type=int, help='seconds to wait before SIGKILL')
+    s.set_defaults(func=_stop)
+
+
+def _args_rm(s):
+    s.add_argument('names', nargs='+', metavar='CONTAINER')
+    s.add_argument('-f', '--force', action='store_true', help='kill a running container first')
+    s.set_defaults(func=_rm)
+
+
+def _args_import(s):
     s.add_argument('path', metavar='PATH')
     s.add_argument('name', metavar='NAME')
     s.add_argument('-c', '--change', action='append', default=[], help='apply a Dockerfile instruction')
     s.add_argument('-m', '--message', help='history comment')
     s.set_defaults(func=_import)
 
-    s = sub.add_parser('save', help='save images to a docker-archive or oci-archive')
+
+def _args_save(s):
     s.add_argument('names', nargs='+', metavar='IMAGE')
     s.add_argument('-o', '--output', required=True, metavar='FILE')
     s.add_argument('--format', default='docker-archive', choices=['docker-archive', 'oci-archive'])
     s.add_argument('-v', '--verbose', action='store_true')
     s.set_defaults(func=_save)
 
-    s = sub.add_parser('load', help='load images from a docker-archive or oci-archive')
+
+def _args_load(s):
     s.add_argument('-i', '--input', required=True, metavar='FILE')
     s.add_argument('--name', help='name for a single unnamed image in the archive')
     s.set_defaults(func=_load)
 
-    s = sub.add_parser('tag', help='give an image another name')
+
+def _args_tag(s):
     s.add_argument('source', metavar='SOURCE')
     s.add_argument('target', metavar='TARGET')
     s.set_defaults(func=_tag)
 
-    s = sub.add_parser('rmi', help='remove image names, and images left without one')
+
+def _args_rmi(s):
     s.add_argument('names', nargs='+', metavar='IMAGE')
     s.add_argument('-f', '--force', action='store_true', help='remove an image with several names by ID')
     s.set_defaults(func=_rmi)
 
-    s = sub.add_parser('unpack', help='unpack an image\'s layers for use as overlay lower dirs')
+
+def _args_unpack(s):
     s.add_argument('name', metavar='IMAGE')
     s.set_defaults(func=_unpack)
 
-    s = sub.add_parser('gc', help='remove blobs and unpacked layers no image uses')
+
+def _args_gc(s):
     s.set_defaults(func=_gc)
+
+
+# command: (help, arguments), in the order ``ctr --help`` lists them
+COMMANDS = {
+    'images': ('list images', _args_images),
+    'inspect': ('show containers or images in Docker\'s inspect shape', _args_inspect),
+    'run': ('create and start a container (network: none or host for now)', _args_run),
+    'ps': ('list containers', _args_ps),
+    'logs': ('show a container\'s output', _args_logs),
+    'start': ('start containers', _args_start),
+    'stop': ('stop containers', _args_stop),
+    'rm': ('remove containers', _args_rm),
+    'import': ('import a rootfs directory or tarball as a one-layer image', _args_import),
+    'save': ('save images to a docker-archive or oci-archive', _args_save),
+    'load': ('load images from a docker-archive or oci-archive', _args_load),
+    'tag': ('give an image another name', _args_tag),
+    'rmi': ('remove image names, and images left without one', _args_rmi),
+    'unpack': ('unpack an image\'s layers for use as overlay lower dirs', _args_unpack),
+    'gc': ('remove blobs and unpacked layers no image uses', _args_gc),
+}
+
+
+def _command_in(argv):
+    """The command word of ``argv`` (skipping ``--root DIR``), or None when options come first."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == '--root':
+            i += 2
+        elif word.startswith('--root='):
+            i += 1
+        else:
+            return None if word.startswith('-') else word
+    return None
+
+
+def parser(only=None):
+    """The argument parser; with ``only`` (a known command) just that command's: start-up time counts."""
+    p = argparse.ArgumentParser(prog='ctr', description='Daemonless containers: the daemonless.ctr engine.')
+    p.add_argument('--root', help='store root (default: $CTR_ROOT or /var/lib/ctr)')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    for name in ([only] if only in COMMANDS else COMMANDS):
+        text, arguments = COMMANDS[name]
+        arguments(sub.add_parser(name, help=text))
     return p
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser(_command_in(argv)).parse_args(argv)
     try:
         return args.func(args)
     except CtrError as exc:

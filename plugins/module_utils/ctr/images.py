@@ -13,13 +13,11 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import platform as _platform
 import re
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from . import dockerfile
 from . import mediatypes as mt
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from .refs import Reference
@@ -36,7 +34,7 @@ _FULL_ID = re.compile(r'^[0-9a-f]{64}$')
 
 def host_platform():
     """The OCI platform of this host: ``{'architecture': 'amd64', 'os': 'linux'}``."""
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()
     out = {'architecture': _GOARCH.get(machine, machine), 'os': 'linux'}
     if machine.startswith('armv'):
         out['variant'] = 'v' + machine[4]
@@ -374,6 +372,7 @@ class ImageStore:
             raise NotFound('import_path "%s" does not exist or is neither a directory nor a file' % source)
         epoch = source_date_epoch()
         created = rfc3339(epoch if epoch is not None else time.time())
+        from . import dockerfile
         body = dockerfile.apply_changes({}, changes)
         history = {'created': created, 'created_by': 'ctr import'}
         if message:

@@ -10,8 +10,8 @@ image commands never pay for it.
 
 from __future__ import annotations
 
-import ctypes
 import os
+import struct
 
 # mount(2) flags
 MS_RDONLY = 0x1
@@ -49,11 +49,14 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
 _libc = None
+ctypes = None       # imported on the first call: commands that make no system call never pay for it
 
 
 def _lib():
-    global _libc
+    global _libc, ctypes
     if _libc is None:
+        import ctypes as module
+        ctypes = module
         try:
             _libc = ctypes.CDLL('libc.so.6', use_errno=True)
         except OSError:             # not glibc: the symbols of the running process
@@ -121,8 +124,9 @@ def signal_default(signum):
     nr = {'x86_64': 13, 'aarch64': 134, 'riscv64': 134, 'ppc64le': 173, 's390x': 174}.get(os.uname().machine)
     if nr is None:
         raise OSError(38, 'rt_sigaction: no syscall number known for %s' % os.uname().machine)
+    lib = _lib()
     action = ctypes.create_string_buffer(64)        # handler SIG_DFL (0), no flags, empty mask
-    return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(signum), action, None, ctypes.c_size_t(8)),
+    return _check(lib.syscall(ctypes.c_long(nr), ctypes.c_int(signum), action, None, ctypes.c_size_t(8)),
                   'rt_sigaction')
 
 
@@ -130,7 +134,6 @@ def link_up(name):
     """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
     import _socket      # not socket: its enum set-up costs milliseconds on every container start
     import fcntl
-    import struct
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
@@ -159,30 +162,20 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32), ('inheritable', ctypes.c_uint32)]
-
-
 def capget(pid=0):
     """capget(2): the (effective, permitted, inheritable) sets of ``pid`` (0: this thread) as 64-bit masks."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
-    data = (_CapData * 2)()
-    _check(_lib().capget(ctypes.byref(header), data), 'capget')
-    return tuple(getattr(data[0], name) | getattr(data[1], name) << 32
-                 for name in ('effective', 'permitted', 'inheritable'))
+    lib = _lib()
+    header = ctypes.create_string_buffer(struct.pack('=Ii', _LINUX_CAPABILITY_VERSION_3, pid), 8)
+    data = ctypes.create_string_buffer(24)      # two {effective, permitted, inheritable} words
+    _check(lib.capget(header, data), 'capget')
+    words = struct.unpack('=6I', data.raw)
+    return tuple(words[i] | words[i + 3] << 32 for i in range(3))
 
 
 def capset(effective, permitted, inheritable):
     """capset(2) for this thread; each set is a 64-bit mask (bit N: capability N)."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for word in (0, 1):
-        shift = 32 * word
-        data[word].effective = (effective >> shift) & 0xffffffff
-        data[word].permitted = (permitted >> shift) & 0xffffffff
-        data[word].inheritable = (inheritable >> shift) & 0xffffffff
-    return _check(_lib().capset(ctypes.byref(header), data), 'capset')
+    lib = _lib()
+    header = ctypes.create_string_buffer(struct.pack('=Ii', _LINUX_CAPABILITY_VERSION_3, 0), 8)
+    low, high = ((effective, permitted, inheritable), (effective >> 32, permitted >> 32, inheritable >> 32))
+    data = ctypes.create_string_buffer(struct.pack('=6I', *[v & 0xffffffff for v in low + high]), 24)
+    return _check(lib.capset(header, data), 'capset')

@@ -457,8 +457,6 @@ class Store:
         Each layer is extracted into a temp dir and renamed to ``layers/<chain id>``,
         so a half-done unpack is never seen and two racing unpackers both succeed.
         """
-        from . import layers  # keeps tar machinery off paths that never unpack
-
         chains = chain_ids(diff_ids)
         dirs = []
         with self.writing():
@@ -467,6 +465,7 @@ class Store:
                 dirs.append(final)
                 if os.path.isdir(final):
                     continue
+                from . import layers  # tar machinery only when a layer is missing
                 fsutil.makedirs(self.layers_dir, 0o700)
                 tmp = tempfile.mkdtemp(prefix=fsutil.TMP_PREFIX, dir=self.layers_dir)
                 os.chmod(tmp, 0o755)

@@ -18,8 +18,9 @@ import time
 
 from ..errors import Conflict, CtrError, InvalidArgument, NotFound
 from ..images import ImageStore
-from . import monitor, rootfs
+from .caps import effective_caps, normalize_caps
 from .containers import Container, ContainerStore, State, new_id, now, validate_name
+from .procs import parent_of, process_start_time
 
 NETWORK_MODES = ('none', 'host')
 RESTART_POLICIES = ('no', 'on-failure', 'always', 'unless-stopped')
@@ -59,7 +60,7 @@ class Runtime:
         state = container.State
         if state.Status not in ('running', 'restarting', 'paused') or not state.MonitorPid:
             return container
-        started = monitor.process_start_time(state.MonitorPid)
+        started = process_start_time(state.MonitorPid)
         if started is not None and started == state.MonitorStart:
             return container
         alive = self._pid_alive(state)
@@ -78,7 +79,7 @@ class Runtime:
         """Is the container's PID 1 still the process we started (not a reused PID, not a zombie)?"""
         if not state.Pid:
             return False
-        started = monitor.process_start_time(state.Pid)
+        started = process_start_time(state.Pid)
         return started is not None and (not state.PidStart or started == state.PidStart)
 
     def get(self, name):
@@ -148,10 +149,10 @@ class Runtime:
              stop_signal=None, stop_timeout=None, memory=None, cpus=None, pids_limit=None, capabilities=(),
              cap_drop=(), privileged=False, read_only=False, volumes=None, mounts=None, tmpfs=None):
         """The container ``create`` would make, validated, not stored."""
-        from . import mounts as mountspecs
+        from . import mountspec
         from . import spec
 
-        user_mounts = mountspecs.parse_all(volumes, mounts, tmpfs)
+        user_mounts = mountspec.parse_all(volumes, mounts, tmpfs)
 
         img = self.images.get(image)
         self._check_user(img, user if user is not None else ((img.config.get('config') or {}).get('User') or ''))
@@ -172,8 +173,7 @@ class Runtime:
         signal_name = stop_signal or cfg.get('StopSignal') or 'SIGTERM'
         parse_signal(signal_name)
         limits = _limits(memory, cpus, pids_limit)
-        from . import security
-        security.effective_caps(capabilities or (), cap_drop or (), privileged)
+        effective_caps(capabilities or (), cap_drop or (), privileged)
         config = {
             'Hostname': hostname or container_id[:12], 'Domainname': '', 'User': user if user is not None else
             (cfg.get('User') or ''), 'Env': env_list, 'Cmd': cmd, 'Entrypoint': entry or None, 'WorkingDir': cwd,
@@ -187,7 +187,7 @@ class Runtime:
             'CapAdd': _cap_names(capabilities, 'capabilities'), 'CapDrop': _cap_names(cap_drop, 'cap_drop'), 'Privileged': bool(privileged),
             'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},
         }
-        host_config.update(mountspecs.to_host_config(user_mounts))
+        host_config.update(mountspec.to_host_config(user_mounts))
         return Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
                          Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
                          ImageManifest=img.manifest.digest)
@@ -212,6 +212,7 @@ class Runtime:
             os.close(fd)
 
     def _start(self, container_id):
+        from . import monitor, rootfs
         container = self.get(container_id)
         if container.State.Running or container.State.Status == 'restarting':
             return container, False             # running, or its monitor is about to restart it
@@ -244,25 +245,26 @@ class Runtime:
         return self.get(container.Id), True
 
     def _plan(self, container, paths):
-        from . import mounts, security, spec
+        from . import mountspec, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
         uid, gid, groups, home = security.resolve_user(cfg.get('User') or '', paths.merged)
         caps = None if host.get('Privileged') else list(
-            security.effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
+            effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
         env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], home)
         return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env, cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
                          network=host.get('NetworkMode') or 'none', uid=uid, gid=gid, groups=list(groups), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
-                         mask=not host.get('Privileged'), mounts=mounts.from_host_config(host))
+                         mask=not host.get('Privileged'), mounts=mountspec.from_host_config(host))
 
     def stop(self, name, timeout=None):
         """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
         container = self.get(name)
         if not container.State.Running and container.State.Status != 'restarting':
             return container, False
+        from .monitor import stop_marker
         directory = self.containers.dir(container.Id)
-        with open(monitor.stop_marker(directory), 'w'):
+        with open(stop_marker(directory), 'w'):
             pass
         timeout = container.Config.get('StopTimeout', DEFAULT_STOP_TIMEOUT) if timeout is None else timeout
         self._signal(container, parse_signal(container.Config.get('StopSignal') or 'SIGTERM'))
@@ -283,7 +285,7 @@ class Runtime:
         """Signal PID 1 -- only if it is still ours: child of the monitor, or (monitor gone) same start time."""
         state = container.State
         pid = state.Pid
-        ours = pid and (_parent_of(pid) == state.MonitorPid if state.MonitorPid else self._pid_alive(state))
+        ours = pid and (parent_of(pid) == state.MonitorPid if state.MonitorPid else self._pid_alive(state))
         if ours:
             try:
                 os.kill(pid, number)
@@ -322,6 +324,7 @@ class Runtime:
             if not force:
                 raise Conflict('container %s is running; stop it first or use force' % container.Name)
             self.stop(container.Id, timeout=0)
+        from . import rootfs
         paths = rootfs.paths(self.containers.dir(container.Id), [])
         rootfs.unmount(paths)
         try:
@@ -361,7 +364,7 @@ class Runtime:
         """Docker's ``container inspect`` shape."""
         directory = self.containers.dir(container.Id)
         from ..store import chain_ids
-        from . import mounts
+        from . import mountspec, rootfs
         image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
         layer_dirs = [self.images.store.layer_dir(c) for c in chain_ids(image.diff_ids)] if image else []
         state = {k: v for k, v in container.State.__dict__.items() if not k.startswith('Monitor')}
@@ -372,7 +375,7 @@ class Runtime:
             'Image': container.Image, 'RestartCount': container.State.RestartCount,
             'Config': container.Config, 'HostConfig': container.HostConfig,
             'GraphDriver': rootfs.paths(directory, layer_dirs).graph_driver(),
-            'Mounts': mounts.inspect_mounts(mounts.from_host_config(container.HostConfig)),
+            'Mounts': mountspec.inspect_mounts(mountspec.from_host_config(container.HostConfig)),
             'LogPath': self.log_path(container), 'Platform': 'linux',
             'NetworkSettings': {'Networks': {}, 'IPAddress': '', 'Ports': {}},
         }
@@ -380,23 +383,14 @@ class Runtime:
 
 def _cap_names(names, option):
     """Capabilities as Docker shows them (CAP_SYS_TIME), sorted, so SYS_TIME and cap_sys_time compare equal."""
-    from . import security
-    normal = security.normalize_caps(list(names or ()), option)
+    normal = normalize_caps(list(names or ()), option)
     return sorted(n if n == 'ALL' or n.startswith('CAP_') else 'CAP_' + n for n in normal)
 
 
 def _limits(memory, cpus, pids_limit):
-    from . import cgroups
+    from .limits import Limits
     given = [None if v in (None, '', 0) else v for v in (memory, cpus, pids_limit)]
-    return cgroups.Limits.parse(memory=given[0], cpus=given[1], pids_limit=given[2])
-
-
-def _parent_of(pid):
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as f:
-            return int(f.read().decode('ascii', 'replace').rsplit(')', 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    return Limits.parse(memory=given[0], cpus=given[1], pids_limit=given[2])
 
 
 _ADJECTIVES = ('brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nimble',

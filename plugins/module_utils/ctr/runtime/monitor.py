@@ -32,6 +32,7 @@ import time
 
 from .. import libc
 from ..images import rfc3339
+from .procs import process_start_time
 
 LOG_MAX = 10 << 20              # bytes before the log rotates (one old file kept)
 _LINE_MAX = 16 << 10            # a line longer than this is split, as Docker does
@@ -41,22 +42,6 @@ _BACKOFF_START, _BACKOFF_MAX, _BACKOFF_RESET = 0.1, 10.0, 10.0
 
 def stop_marker(container_dir):
     return os.path.join(container_dir, _STOP_MARKER)
-
-
-def process_start_time(pid):
-    """Field 22 of /proc/PID/stat (clock ticks since boot), or None: tells a PID from its reuse.
-
-    A zombie counts as gone.
-    """
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as f:
-            data = f.read().decode('ascii', 'replace')
-    except OSError:
-        return None
-    fields = data.rsplit(')', 1)[1].split()
-    if fields[0] in ('Z', 'X'):
-        return None
-    return int(fields[19])
 
 
 def spawn(container, store, plan, rootfs_paths, cgroup_parent='ctr'):

@@ -4,8 +4,8 @@
 
 Everything here is computed before the container starts, from the image's
 ``Config`` (Docker-style keys: ``Entrypoint``, ``Cmd``, ``Env``, ``WorkingDir``,
-``User``) and the task's options, and lands in one :class:`ProcessSpec` that the
-start sequence consumes.
+``User``) and the task's options; ``lifecycle`` puts the results in the
+:class:`~.start.StartPlan` that the start sequence consumes.
 
 The command line follows Docker exactly (moby ``daemon.merge`` and
 ``mergeAndVerifyConfig``, and the ``docker run`` reference):
@@ -29,32 +29,10 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
 
 from ..errors import InvalidArgument
-from . import security
 
 DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-
-
-@dataclass
-class ProcessSpec:
-    """The container's first process, as the start sequence runs it.
-
-    ``caps`` is the capability set by name (``CAP_X``), or None to keep every
-    capability (privileged); ``additional_gids`` is what setgroups() receives.
-    """
-
-    argv: List[str]
-    env: List[str]
-    cwd: str = '/'
-    uid: int = 0
-    gid: int = 0
-    additional_gids: List[int] = field(default_factory=list)
-    caps: Optional[Tuple[str, ...]] = security.DEFAULT_CAPS
-    no_new_privs: bool = False
-    hostname: str = ''
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -219,30 +197,4 @@ def working_dir(image_config, override=None):
     return _clean_abs(image_dir or '/')
 
 
-_working_dir = working_dir      # process_spec's option of the same name hides it
-
-
-# -- all together -----------------------------------------------------------------------------------
-
-def process_spec(image_config, rootfs, command=None, entrypoint=None, env=None, user=None, working_dir=None,
-                 hostname='', capabilities=None, cap_drop=None, privileged=False, no_new_privs=False):
-    """Build the :class:`ProcessSpec` of a container from its image's Config and the task's options.
-
-    ``rootfs`` (path or directory descriptor of the mounted, untrusted root) is read
-    for /etc/passwd and /etc/group only. ``user`` empty or None means the image's User
-    (Docker). ``no_new_privs`` defaults to Docker's default, off. Privileged: ``caps``
-    is None (keep all).
-    """
-    argv = command_line(image_config, entrypoint=entrypoint, command=command)
-    cwd = _working_dir(image_config, working_dir)
-    spec_user = user if user not in (None, '') else ((image_config or {}).get('User') or '')
-    who = security.resolve_user(spec_user, rootfs)
-    caps = None if privileged else security.effective_caps(capabilities, cap_drop)
-    environment = runtime_env(merge_env((image_config or {}).get('Env'), env), hostname=hostname, home=who.home)
-    return ProcessSpec(argv=argv, env=environment, cwd=cwd, uid=who.uid, gid=who.gid,
-                       additional_gids=list(who.additional_gids), caps=caps, no_new_privs=no_new_privs,
-                       hostname=hostname)
-
-
-__all__ = ['DEFAULT_PATH', 'ProcessSpec', 'command_line', 'merge_env', 'runtime_env', 'working_dir',
-           'process_spec']
+__all__ = ['DEFAULT_PATH', 'command_line', 'entrypoint_and_cmd', 'merge_env', 'runtime_env', 'working_dir']

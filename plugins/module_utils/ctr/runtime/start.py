@@ -49,7 +49,7 @@ class StartPlan:
     no_new_privs: bool = False      # Docker's default; --security-opt no-new-privileges sets it
     read_only: bool = False
     mask: bool = True               # runc's masked and read-only paths (off for privileged)
-    mounts: list = field(default_factory=list)     # mounts.MountSpec: binds and tmpfs, mounted before pivot_root
+    mounts: list = field(default_factory=list)     # mountspec.MountSpec: binds and tmpfs, mounted before pivot_root
 
 
 class StartError(Exception):
