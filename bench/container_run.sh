@@ -24,7 +24,8 @@
 #   ANSIBLE_VENV=DIR    a venv with the `ansible` package (containers.podman inside); unset: case 3 is
 #                       skipped unless ANSIBLE_INSTALL=1, which pip-installs one into the temp dir
 #   BENCH_DOC=FILE      results document (default docs/benchmarks.md); BENCH_DOC= (empty) skips it
-#   PYTHON=python3      the interpreter that runs `python3 -m ctr`
+#   PYTHON=/usr/bin/python3  the interpreter that runs `python3 -m ctr` and the Ansible modules (default:
+#                       the distribution's, as on a managed host; else the first python3 on PATH)
 #   TMPDIR=/var/tmp     where the stores and the bundle go (removed on exit)
 set -euo pipefail
 export LC_ALL=C
@@ -36,7 +37,10 @@ ANSIBLE_RUNS=${ANSIBLE_RUNS:-3}
 ANSIBLE_VENV=${ANSIBLE_VENV:-}
 ANSIBLE_INSTALL=${ANSIBLE_INSTALL:-0}
 DOC=${BENCH_DOC-$repo/docs/benchmarks.md}
-PYTHON=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+fi
 TITLE='Containers: run, monitors, Ansible tasks'
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMG=docker.io/library/busybox:latest
@@ -354,13 +358,17 @@ EOF
             echo '- hosts: localhost'
             echo '  connection: local'
             echo '  gather_facts: false'
-            echo '  vars: {ansible_python_interpreter: "{{ ansible_playbook_python }}"}'
+            echo '  vars: {ansible_python_interpreter: "'"$PYTHON"'"}'
             echo '  tasks:'
             echo '    - {name: command_true, ansible.builtin.command: "true"}'
-            ctr_tasks='    - name: ctr_new
+            # the first task of a module in a playbook also builds its AnsiballZ payload (cached for
+            # the rest of the run): a task on a missing container pays that, so the timed ones do not
+            ctr_tasks='    - {name: ctr_first_task, daemonless.ctr.ctr_container: {name: bench-missing, state: absent, root: "'"$store"'"}}
+    - name: ctr_new
       daemonless.ctr.ctr_container: &ctr {name: bench-ans, image: "busybox:latest", command: [sleep, "600"], network_mode: none, root: "'"$store"'"}
     - {name: ctr_unchanged, daemonless.ctr.ctr_container: *ctr}'
-            podman_tasks='    - name: podman_new
+            podman_tasks='    - {name: podman_first_task, containers.podman.podman_container: {name: bench-missing, state: absent}}
+    - name: podman_new
       containers.podman.podman_container: &pod {name: bench-ans, image: "'$IMG'", command: [sleep, "600"], network: none, pull: never, state: started}
     - {name: podman_unchanged, containers.podman.podman_container: *pod}'
             if [ "$order" = ctr_first ]; then echo "$ctr_tasks"; echo "$podman_tasks"; else echo "$podman_tasks"; echo "$ctr_tasks"; fi
@@ -394,8 +402,10 @@ EOF
         [ctr_unchanged]='daemonless.ctr.ctr_container, repeat (not changed)'
         [podman_new]='containers.podman.podman_container, new container (changed)'
         [podman_unchanged]='containers.podman.podman_container, repeat (not changed)'
+        [ctr_first_task]='daemonless.ctr.ctr_container, first task of the playbook (absent, not there)'
+        [podman_first_task]='containers.podman.podman_container, first task of the playbook (absent, not there)'
     )
-    for id in command_true ctr_new ctr_unchanged podman_new podman_unchanged; do
+    for id in command_true ctr_new ctr_unchanged podman_new podman_unchanged ctr_first_task podman_first_task; do
         awk -F '\t' -v id="$id" -v l="${run3_label[$id]}" 'BEGIN { OFS = "\t" } $1 == id { $2 = l; print }' "$work/run3.raw"
     done >"$work/run3.tsv"
     ratio3=$(bench_ratio "$work/run3.tsv" ctr_new podman_new)
@@ -481,8 +491,8 @@ md_table() { "$PYTHON" "$repo/bench/benchdoc.py" table "$@" --markdown | sed 's/
 print("%.0f" % (1000 * statistics.median(float(l.split("\t")[2]) for l in open(sys.argv[1]) if l.split("\t")[0] == sys.argv[2])))' \
         "$work/run1-sorted.tsv" "$1"; }
     echo "Where a \`ctr run\` spends its time (medians, ms): the interpreter starts in $(med python)"
-    echo "(\`python3 -c pass\`), $(med python_s) of that without \`site\` (\`-S\`): the rest is this interpreter's"
-    echo "site-packages start-up (.pth files), not ctr's; ctr under \`-S\` takes $(med ctr_s) ($(med ctr) with \`site\`)."
+    echo "(\`$PYTHON -c pass\`), $(med python_s) without \`site\` (\`-S\`); ctr under \`-S\` takes $(med ctr_s) ($(med ctr) with"
+    echo "\`site\`)."
     echo "Compiling ctr's modules from source every run (a Python that may not write .pyc, like"
     echo "Ansible's zipped module payloads) costs $(($(med ctr_nopyc) - $(med ctr))). The floor (\`$floor run\`) takes $(med floor): the namespaces,"
     echo "mounts and exec themselves are cheap; the rest of ctr's time is Python start-up and work."
@@ -522,11 +532,16 @@ print("%.0f" % (1000 * statistics.median(float(l.split("\t")[2]) for l in open(s
         echo "Seconds from a task's start to its result (a callback), $ANSIBLE_RUNS playbook runs on"
         echo "localhost (connection local), ctr tasks before podman's in odd runs and after in even ones;"
         echo "$ansible_version, containers.podman ${podman_coll:-?}"
-        echo "(from the \`ansible\` package, in a venv of its own). A task that does nothing"
+        echo "(from the \`ansible\` package, in a venv of its own); every module runs under \`$PYTHON\`, the"
+        echo "managed host's interpreter (\`ansible_python_interpreter\`). A task that does nothing"
         echo "(\`command: true\`, the first and last task of each run) already takes $(bench_ratio "$work/run3.tsv" command_true podman_new)x"
         echo "podman_container's new-container task: Ansible's own cost per task (fork, AnsiballZ payload,"
         echo "a fresh interpreter) is most of both modules' time. AnsiballZ ships .py sources in a zip, so"
         echo "the module's imports are compiled on every task (see the no-.pyc row of case 1)."
+        echo "The first task of a module in a playbook also makes its AnsiballZ payload (Ansible parses"
+        echo "every module_utils file the module imports, then caches the zip for the rest of the run):"
+        echo "a task on a missing container, before the timed ones, pays that for each module (the"
+        echo "\"first task\" rows), so the new and repeat rows time the modules' own work."
     else
         echo "${ansible_note^}. Give \`ANSIBLE_VENV=DIR\` (a venv with the \`ansible\` package) or"
         echo "\`ANSIBLE_INSTALL=1\` to time them."
