@@ -53,6 +53,8 @@ def store_root():
     try:
         yield path
     finally:
+        if os.geteuid() == 0:
+            helpers.release_store(path)
         helpers.force_rmtree(path)
 
 

@@ -156,6 +156,52 @@ def force_rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=retry_writable)  # pylint: disable=deprecated-argument
 
 
+def release_store(path: Path) -> None:
+    """Stop what a test's store left running on the host: containers, their networks, bridges, nftables table.
+
+    The engine does it first (best effort); then whatever is left is removed by hand, so a
+    test that failed half-way leaves no process, veth, bridge or table behind.
+    """
+    path = Path(path)
+    if not (path / 'containers').is_dir() and not (path / 'networks').is_dir():
+        return
+    from ctr.errors import CtrError  # pylint: disable=import-outside-toplevel
+    from ctr.network import endpoints, networks, nft  # pylint: disable=import-outside-toplevel
+    from ctr.runtime.lifecycle import Runtime  # pylint: disable=import-outside-toplevel
+    try:
+        runtime = Runtime(str(path))
+        for container in runtime.list():
+            try:
+                runtime.remove(container.Id, force=True)
+            except (CtrError, OSError):
+                pass
+    except (CtrError, OSError):
+        pass
+    for state in (path / 'containers').glob('*/state.json'):
+        try:
+            pids = json.loads(state.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in ('Pid', 'MonitorPid'):
+            if pids.get(key):
+                try:
+                    os.kill(int(pids[key]), 9)
+                except OSError:
+                    pass
+    store = networks.NetworkStore(str(path))
+    bridges = []
+    for network in store.list():
+        bridges.append(network.bridge)
+        try:
+            endpoints.remove_network(str(path), network.name, force=True)
+        except (CtrError, OSError):
+            pass
+    for bridge in bridges:
+        subprocess.run(['ip', 'link', 'del', bridge], check=False, capture_output=True)
+    table = nft.table_name(networks.store_tag(str(path)))
+    subprocess.run(['nft', 'delete', 'table', 'ip', table], check=False, capture_output=True)
+
+
 def make_collection_tree(parent: Path) -> Path:
     """Create PARENT/ansible_collections/daemonless/ctr as a symlink to this repository; return PARENT.
 

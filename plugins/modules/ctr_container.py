@@ -84,11 +84,58 @@ options:
     elements: str
   network_mode:
     description:
+      - V(bridge) puts the container on the default network C(ctr) (bridge C(ctr0), made on first use), or on
+        the networks of O(networks); a network's name means the same as listing it first in O(networks).
       - V(none) gives the container its own network namespace with only C(lo).
       - V(host) shares the host's network namespace.
+      - V(container:NAME) joins the network namespace of container NAME, which must be running when this one
+        starts (same interfaces, same C(localhost)); inspect shows it as C(NetworkSettings.JoinedContainer).
     type: str
-    choices: [none, host]
-    default: none
+    default: bridge
+  networks:
+    description:
+      - The bridge networks to attach, in order (C(eth0), C(eth1), ...); the first gives the default route.
+        Each network must exist (M(daemonless.ctr.ctr_network)), except the default C(ctr).
+      - On a user-defined network, the container is found by its name and O(networks[].aliases) from the other
+        containers of that network.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The network.
+        type: str
+        required: true
+      ipv4_address:
+        description: A static address in the network's subnet; refused, naming its holder, when taken.
+        type: str
+      aliases:
+        description: More names for the container on this network.
+        type: list
+        elements: str
+  published_ports:
+    description:
+      - Ports of the container reachable through the host, as C(docker run -p)
+        C([host_ip:][host_port:]container_port[/tcp|/udp]); ranges such as V(8000-8002:8000-8002); an omitted host
+        port is picked from the host's ephemeral range when the container starts.
+      - Reachable at the host's addresses, V(127.0.0.1) included, and from other containers. A host port that a
+        socket of the host or another container holds fails the start, before anything is made.
+    type: list
+    elements: str
+  dns_servers:
+    description: Nameservers of the container's C(/etc/resolv.conf) instead of the host's.
+    type: list
+    elements: str
+  dns_search_domains:
+    description: Search domains of the container's C(/etc/resolv.conf).
+    type: list
+    elements: str
+  dns_options:
+    description: Options of the container's C(/etc/resolv.conf), such as V(ndots:2).
+    type: list
+    elements: str
+  etc_hosts:
+    description: More C(/etc/hosts) entries, host name to IPv4 address.
+    type: dict
   restart_policy:
     description: When the monitor starts the container again after it exits.
     type: str
@@ -151,19 +198,32 @@ author:
 seealso:
   - module: daemonless.ctr.ctr_container_info
   - module: daemonless.ctr.ctr_image
+  - module: daemonless.ctr.ctr_network
 notes:
-  - Named and anonymous volumes, bridge networks and published ports come in later releases.
+  - Named and anonymous volumes come in a later release.
+  - Bridge networks need the C(pyroute2) Python package and nftables (the C(nft) command) on the managed host.
 '''
 
 EXAMPLES = r'''
-- name: Run a web server in the background
+- name: Run a web server in the background, at http://localhost:4000
   daemonless.ctr.ctr_container:
     name: web
     image: busybox
-    command: httpd -f -p 8080 -h /var/www
-    network_mode: host
+    command: httpd -f -p 80 -h /var/www
+    published_ports:
+      - "4000:80"
     memory: 64m
     restart_policy: unless-stopped
+
+- name: Two containers that find each other by name
+  daemonless.ctr.ctr_container:
+    name: "{{ item }}"
+    image: busybox
+    command: sleep 3600
+    networks:
+      - name: app
+        aliases: ["{{ item }}.internal"]
+  loop: [api, worker]
 
 - name: Serve a host directory read-only, with a tmpfs for scratch
   daemonless.ctr.ctr_container:
@@ -205,6 +265,10 @@ container:
     Id: 4f1c9a...
     Name: /web
     State: {Status: running, Running: true, Pid: 4242, ExitCode: 0}
+    NetworkSettings:
+      IPAddress: 172.17.0.2
+      Gateway: 172.17.0.1
+      Ports: {80/tcp: [{HostIp: 0.0.0.0, HostPort: '4000'}]}
 output:
   description: With O(detach=false), what the container printed (stdout and stderr, in order).
   returned: when detach is false and the container ran
@@ -227,7 +291,8 @@ from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.errors import I
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
 
 _CREATE_OPTIONS = ('command', 'entrypoint', 'env', 'user', 'working_dir', 'hostname', 'labels', 'volumes', 'mounts',
-                   'tmpfs', 'network_mode',
+                   'tmpfs', 'network_mode', 'networks', 'published_ports', 'dns_servers', 'dns_search_domains',
+                   'dns_options', 'etc_hosts',
                    'restart_policy', 'restart_retries', 'stop_signal', 'stop_timeout', 'memory', 'cpus',
                    'pids_limit', 'capabilities', 'cap_drop', 'privileged', 'read_only')
 
@@ -339,7 +404,15 @@ def main():
             volumes=dict(type='list', elements='str'),
             mounts=dict(type='list', elements='dict'),
             tmpfs=dict(type='list', elements='str'),
-            network_mode=dict(type='str', default='none', choices=['none', 'host']),
+            network_mode=dict(type='str', default='bridge'),
+            networks=dict(type='list', elements='dict', options=dict(
+                name=dict(type='str', required=True), ipv4_address=dict(type='str'),
+                aliases=dict(type='list', elements='str'))),
+            published_ports=dict(type='list', elements='str'),
+            dns_servers=dict(type='list', elements='str'),
+            dns_search_domains=dict(type='list', elements='str'),
+            dns_options=dict(type='list', elements='str'),
+            etc_hosts=dict(type='dict'),
             restart_policy=dict(type='str', default='no', choices=['no', 'on-failure', 'always', 'unless-stopped']),
             restart_retries=dict(type='int', default=0),
             stop_signal=dict(type='str'),

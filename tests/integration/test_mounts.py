@@ -190,16 +190,21 @@ def test_nested_targets_are_mounted_shallow_first(runtime, host_dir):
     assert os.path.isdir(host_dir / 'b') and os.listdir(host_dir / 'b') == []     # the mount point, on the host
 
 
-def test_no_mount_shows_on_the_host_and_none_is_left_after_removal(runtime, host_dir, tmp_path, store_root):
+@pytest.mark.parametrize('network_mode', ['none', 'bridge'])
+def test_no_mount_shows_on_the_host_and_none_is_left_after_removal(runtime, host_dir, tmp_path, store_root,
+                                                                   network_mode):
     ours = [str(tmp_path), str(store_root), 'size=1236k']
     assert lines_about(ours) == []
     c = runtime.create('busybox', command=['sleep', '60'], volumes=['%s:/data' % host_dir, '%s:/ro:ro' % host_dir],
                        mounts=[{'type': 'bind', 'source': str(host_dir), 'target': '/m', 'propagation': 'rshared'}],
-                       tmpfs=['/scratch:size=1236k'])
+                       tmpfs=['/scratch:size=1236k'], network_mode=network_mode)
     runtime.start(c.Id)
     pid = runtime.get(c.Id).State.Pid
     merged = os.path.join(runtime.containers.dir(c.Id), 'merged')
-    assert [line.split()[4] for line in lines_about(ours)] == [merged]      # the overlay, and nothing else
+    netns = os.path.join(runtime.containers.dir(c.Id), 'netns')
+    # the overlay, and for a bridge network the held network namespace; nothing else
+    expected = [merged] if network_mode == 'none' else sorted([merged, netns])
+    assert sorted(line.split()[4] for line in lines_about(ours)) == expected
     with open('/proc/%d/mountinfo' % pid, encoding='utf-8') as f:
         inside = [line.split()[4] for line in f]
     assert {'/data', '/ro', '/m', '/scratch'} <= set(inside)

@@ -83,7 +83,7 @@ def test_no_host_descriptor_reaches_the_container(runtime):
 
 def test_namespaces_are_new_and_network_none_has_only_lo(runtime):
     ran = run(runtime, 'sh', '-c', 'for ns in net mnt uts ipc; do readlink /proc/1/ns/$ns; done;'
-              ' ls /sys/class/net')
+              ' ls /sys/class/net', network_mode='none')
     code, out = ran.code, ran.out
     lines = out.split()
     assert code == 0
@@ -193,7 +193,7 @@ def test_remove_leaves_nothing_behind(runtime, store_root):
 
 
 def test_bad_options_create_nothing(runtime):
-    for kwargs in ({'memory': 'lots'}, {'cpus': '-1'}, {'name': 'bad name'}, {'network_mode': 'bridge0'},
+    for kwargs in ({'memory': 'lots'}, {'cpus': '-1'}, {'name': 'bad name'}, {'network_mode': 'bad name'},
                    {'restart_policy': 'sometimes'}, {'stop_signal': 'SIGNOPE'}, {'capabilities': ['CAP_NOPE']},
                    {'working_dir': 'relative'}, {'restart_retries': -1}):
         with pytest.raises(InvalidArgument):

@@ -78,15 +78,6 @@ def test_prepare_writes_the_init_layer(tmp_path):
     assert os.path.isdir(p.upper) and os.path.isdir(p.work) and os.path.isdir(p.merged)
 
 
-@pytest.mark.parametrize('host, expected', [
-    ('nameserver 127.0.0.53\noptions edns0\nsearch example.org\n', 'options edns0\nsearch example.org\n'),
-    ('nameserver 10.1.2.3\nnameserver 127.0.0.1\n', 'nameserver 10.1.2.3\n'),
-    ('nameserver ::1\nnameserver 2001:db8::1\n', 'nameserver 2001:db8::1\n'),
-])
-def test_resolv_conf_drops_loopback_nameservers(host, expected):
-    assert rootfs.resolv_conf(host) == expected
-
-
 def test_overlay_options_switch_features_off_and_refuse_overlong_data(tmp_path):
     features = tmp_path / 'params'
     features.mkdir()

@@ -90,7 +90,9 @@ def _run(args):
                                hostname=args.hostname, network_mode=args.network, memory=args.memory,
                                cpus=args.cpus, pids_limit=args.pids_limit, read_only=args.read_only,
                                privileged=args.privileged, volumes=args.volume,
-                               mounts=[mountspec.parse_mount_flag(m) for m in args.mount], tmpfs=args.tmpfs)
+                               mounts=[mountspec.parse_mount_flag(m) for m in args.mount], tmpfs=args.tmpfs,
+                               published_ports=args.publish, dns_servers=args.dns,
+                               etc_hosts=dict(h.split(':', 1) for h in args.add_host if ':' in h))
     try:
         runtime.start(container.Id)
     except BaseException:
@@ -306,7 +308,10 @@ def _args_run(s):
     s.add_argument('-w', '--workdir')
     s.add_argument('--hostname')
     s.add_argument('--entrypoint')
-    s.add_argument('--network', default='none', choices=['none', 'host'])
+    s.add_argument('--network', default='bridge', metavar='bridge|host|none|container:NAME|NETWORK')
+    s.add_argument('-p', '--publish', action='append', default=[], metavar='[IP:][HOST:]CTR[/udp]')
+    s.add_argument('--dns', action='append', default=[], metavar='IP')
+    s.add_argument('--add-host', action='append', default=[], dest='add_host', metavar='NAME:IP')
     s.add_argument('-m', '--memory')
     s.add_argument('--cpus')
     s.add_argument('--pids-limit', dest='pids_limit')
@@ -398,7 +403,7 @@ def _args_gc(s):
 COMMANDS = {
     'images': ('list images', _args_images),
     'inspect': ('show containers or images in Docker\'s inspect shape', _args_inspect),
-    'run': ('create and start a container (network: none or host for now)', _args_run),
+    'run': ('create and start a container', _args_run),
     'ps': ('list containers', _args_ps),
     'logs': ('show a container\'s output', _args_logs),
     'start': ('start containers', _args_start),

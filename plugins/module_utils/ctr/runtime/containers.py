@@ -88,6 +88,7 @@ class Container:
     HostConfig: dict            # Docker's HostConfig: Binds, Mounts, Tmpfs, NetworkMode, RestartPolicy, ...
     State: State = field(default_factory=State)
     ImageManifest: str = ''     # the manifest the container was made from: a gc root while the container exists
+    NetworkingConfig: dict = field(default_factory=dict)    # Docker's: EndpointsConfig {network: {IPAMConfig, Aliases}}
 
     def config_json(self):
         out = asdict(self)
@@ -145,6 +146,7 @@ class ContainerStore:
             fields = {k: config[k] for k in ('Id', 'Name', 'Created', 'Image', 'ImageName', 'Path', 'Args',
                                              'Config', 'HostConfig')}
             fields['ImageManifest'] = config.get('ImageManifest', '')
+            fields['NetworkingConfig'] = config.get('NetworkingConfig') or {}
         except KeyError as exc:
             raise CorruptContent('container %s has a damaged record: %s is missing' % (container_id[:12], exc))
         return Container(State=State.from_json(state), **fields)

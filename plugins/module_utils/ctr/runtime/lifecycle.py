@@ -16,13 +16,13 @@ import os
 import signal
 import time
 
+from .. import fsutil
 from ..errors import Conflict, CtrError, InvalidArgument, NotFound
 from ..images import ImageStore
 from .caps import effective_caps, normalize_caps
 from .containers import Container, ContainerStore, State, new_id, now, validate_name
 from .procs import parent_of, process_start_time
 
-NETWORK_MODES = ('none', 'host')
 RESTART_POLICIES = ('no', 'on-failure', 'always', 'unless-stopped')
 DEFAULT_STOP_TIMEOUT = 10
 
@@ -142,13 +142,17 @@ class Runtime:
         for key in sorted(set(existing.HostConfig) | set(planned.HostConfig)):
             if existing.HostConfig.get(key) != planned.HostConfig.get(key):
                 out.append(key)
+        if (existing.NetworkingConfig or {}) != (planned.NetworkingConfig or {}):
+            out.append('networks')
         return out
 
     def plan(self, image, name=None, command=None, entrypoint=None, env=None, user=None, working_dir=None,
-             hostname=None, labels=None, network_mode='none', restart_policy='no', restart_retries=0,
+             hostname=None, labels=None, network_mode='bridge', restart_policy='no', restart_retries=0,
              stop_signal=None, stop_timeout=None, memory=None, cpus=None, pids_limit=None, capabilities=(),
-             cap_drop=(), privileged=False, read_only=False, volumes=None, mounts=None, tmpfs=None):
+             cap_drop=(), privileged=False, read_only=False, volumes=None, mounts=None, tmpfs=None, networks=None,
+             published_ports=None, dns_servers=None, dns_search_domains=None, dns_options=None, etc_hosts=None):
         """The container ``create`` would make, validated, not stored."""
+        from ..network import options as netopts
         from . import mountspec
         from . import spec
 
@@ -159,9 +163,9 @@ class Runtime:
         cfg = img.config.get('config') or {}
         container_id = new_id()
         name = validate_name(name) if name else _generated_name(container_id)
-        if network_mode not in NETWORK_MODES:
-            raise InvalidArgument('network_mode "%s" is not one of %s (bridge networks come with ctr_network)'
-                                  % (network_mode, ', '.join(NETWORK_MODES)))
+        net_host_config, networking = netopts.plan(
+            self.containers.root, network_mode, networks, published_ports, dns_servers, dns_search_domains,
+            dns_options, etc_hosts, find_container=lambda text: self.containers.find(text, prefixes=False))
         if isinstance(restart_retries, bool) or not isinstance(restart_retries, int) or restart_retries < 0:
             raise InvalidArgument('restart_retries "%s" is not a whole number, 0 or more' % (restart_retries,))
         if restart_policy not in RESTART_POLICIES:
@@ -182,15 +186,16 @@ class Runtime:
             'ExposedPorts': cfg.get('ExposedPorts') or {},
         }
         host_config = {
-            'NetworkMode': network_mode, 'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': restart_retries},
+            'RestartPolicy': {'Name': restart_policy, 'MaximumRetryCount': restart_retries},
             'Memory': limits.memory or 0, 'NanoCpus': int(round((limits.cpus or 0) * 1e9)), 'PidsLimit': limits.pids or 0,
             'CapAdd': _cap_names(capabilities, 'capabilities'), 'CapDrop': _cap_names(cap_drop, 'cap_drop'), 'Privileged': bool(privileged),
             'ReadonlyRootfs': bool(read_only), 'Binds': [], 'Mounts': [], 'Tmpfs': {},
         }
         host_config.update(mountspec.to_host_config(user_mounts))
+        host_config.update(net_host_config)
         return Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
                          Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
-                         ImageManifest=img.manifest.digest)
+                         ImageManifest=img.manifest.digest, NetworkingConfig=networking)
 
     # -- start / stop -------------------------------------------------------
 
@@ -233,18 +238,69 @@ class Runtime:
             raise NotFound('container %s uses image %s, which is no longer in the store'
                            % (container.Name, container.Image[7:19]))
         layer_dirs = self.images.unpack(image.id)
-        paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'])
-        rootfs.mount(paths)
+        net = self._network(container, directory)
         try:
-            plan = self._plan(container, paths)
-            monitor.spawn(container, self.containers, plan, paths)
+            paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'], net.hosts, net.resolv)
+            rootfs.mount(paths)
+            try:
+                plan = self._plan(container, paths, net)
+                monitor.spawn(container, self.containers, plan, paths)
+            except BaseException:
+                if not self.containers.load(container.Id).State.MonitorPid:
+                    rootfs.unmount(paths)
+                raise
         except BaseException:
-            if not self.containers.load(container.Id).State.MonitorPid:
-                rootfs.unmount(paths)
+            if net.attached and not self.containers.load(container.Id).State.MonitorPid:
+                from ..network import endpoints
+                endpoints.detach(self.containers.root, container.Id, directory)
             raise
         return self.get(container.Id), True
 
-    def _plan(self, container, paths):
+    def _network(self, container, directory):
+        """Attach a bridge-mode container (or find the namespace it joins); its hosts and resolv.conf."""
+        from ..network import dns, options
+        host = container.HostConfig
+        mode = host.get('NetworkMode') or options.NONE
+        net = _NetworkStart()
+        if options.is_bridge(mode):
+            from ..network import endpoints
+            data = endpoints.attach(self.containers.root, container, directory)
+            net.attached, net.netns = True, endpoints.netns_path(directory)
+            net.hosts_bind = os.path.join(directory, endpoints.HOSTS_FILE)
+            with open(net.hosts_bind, 'r', encoding='utf-8') as f:
+                net.hosts = f.read()
+            gateway = data['Networks'][data['Order'][0]]['Gateway']
+            net.resolv = dns.resolv_conf(servers=host.get('Dns'), search=host.get('DnsSearch'),
+                                         options=host.get('DnsOptions'), gateway=gateway)
+        elif mode.startswith(options.CONTAINER):
+            other = self.containers.find(mode[len(options.CONTAINER):], prefixes=False)
+            other = self.refresh(other) if other is not None else None
+            if other is None or not other.State.Running:
+                raise Conflict('container %s joins the network of container %s, which is not running'
+                               % (container.Name, mode[len(options.CONTAINER):][:12]))
+            from ..network import endpoints
+            other_dir = self.containers.dir(other.Id)
+            held = endpoints.netns_path(other_dir)
+            net.netns = held if os.path.exists(held) and endpoints.settings(other_dir) else '/proc/%d/ns/net' % other.State.Pid
+            for name in ('hosts', 'resolv.conf'):
+                try:
+                    with open(os.path.join(other_dir, 'init', 'etc', name), 'r', encoding='utf-8') as f:
+                        setattr(net, 'hosts' if name == 'hosts' else 'resolv', f.read())
+                except OSError:
+                    pass
+            if endpoints.settings(other_dir):
+                net.hosts_bind = os.path.join(other_dir, endpoints.HOSTS_FILE)
+        elif mode == options.HOST:
+            net.resolv = dns.read('/etc/resolv.conf')
+            net.hosts = dns.read('/etc/hosts') or None
+        else:
+            extra = [tuple(e.split(':', 1)) for e in host.get('ExtraHosts') or []]
+            net.hosts = dns.hosts_file(container.Config['Hostname'], None, [container.Name], extra)
+            net.resolv = dns.resolv_conf(servers=host.get('Dns'), search=host.get('DnsSearch'),
+                                         options=host.get('DnsOptions'))
+        return net
+
+    def _plan(self, container, paths, net):
         from . import mountspec, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
@@ -252,10 +308,16 @@ class Runtime:
         caps = None if host.get('Privileged') else list(
             effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
         env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], home)
-        return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env, cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
-                         network=host.get('NetworkMode') or 'none', uid=uid, gid=gid, groups=list(groups), caps=caps,
+        user_mounts = mountspec.from_host_config(host)
+        if net.hosts_bind:          # live: rewritten in place as peers come and go
+            user_mounts.append(mountspec.MountSpec(mountspec.BIND, net.hosts_bind, '/etc/hosts'))
+        mode = host.get('NetworkMode') or 'none'
+        return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env,
+                         cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
+                         network='host' if mode == 'host' else ('none' if mode == 'none' else 'join'),
+                         netns=net.netns or '', uid=uid, gid=gid, groups=list(groups), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
-                         mask=not host.get('Privileged'), mounts=mountspec.from_host_config(host))
+                         mask=not host.get('Privileged'), mounts=user_mounts, network_owned=net.attached)
 
     def stop(self, name, timeout=None):
         """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
@@ -325,8 +387,12 @@ class Runtime:
                 raise Conflict('container %s is running; stop it first or use force' % container.Name)
             self.stop(container.Id, timeout=0)
         from . import rootfs
-        paths = rootfs.paths(self.containers.dir(container.Id), [])
+        directory = self.containers.dir(container.Id)
+        paths = rootfs.paths(directory, [])
         rootfs.unmount(paths)
+        if os.path.exists(os.path.join(directory, 'netns')) or os.path.exists(os.path.join(directory, 'network.json')):
+            from ..network import endpoints
+            endpoints.detach(self.containers.root, container.Id, directory)
         try:
             from . import cgroups
             cg = cgroups.Cgroup.open(container.Id)
@@ -377,8 +443,35 @@ class Runtime:
             'GraphDriver': rootfs.paths(directory, layer_dirs).graph_driver(),
             'Mounts': mountspec.inspect_mounts(mountspec.from_host_config(container.HostConfig)),
             'LogPath': self.log_path(container), 'Platform': 'linux',
-            'NetworkSettings': {'Networks': {}, 'IPAddress': '', 'Ports': {}},
+            'NetworkSettings': _network_settings(container, directory),
         }
+
+
+def _network_settings(container, directory):
+    """Docker's ``NetworkSettings``: addresses while attached, published ports as assigned."""
+    data = fsutil.read_json(os.path.join(directory, 'network.json')) or {}
+    networks = data.get('Networks') or {}
+    first = networks.get((data.get('Order') or [None])[0]) or {}
+    ports = {}
+    for key in sorted((container.HostConfig.get('PortBindings') or {})):
+        ports[key] = None
+    for p in data.get('Published') or []:
+        key = '%d/%s' % (p['ContainerPort'], p['Proto'])
+        ports[key] = (ports.get(key) or []) + [{'HostIp': p['HostIp'] or '0.0.0.0', 'HostPort': str(p['HostPort'])}]
+    out = {'Networks': networks, 'Ports': ports, 'IPAddress': first.get('IPAddress', ''),
+           'IPPrefixLen': first.get('IPPrefixLen', 0), 'Gateway': first.get('Gateway', ''),
+           'MacAddress': first.get('MacAddress', ''), 'SandboxKey': os.path.join(directory, 'netns') if data else ''}
+    mode = container.HostConfig.get('NetworkMode') or ''
+    if mode.startswith('container:'):
+        out['JoinedContainer'] = mode[len('container:'):]
+    return out
+
+
+class _NetworkStart:
+    """What starting a container's network gave: a namespace to join, /etc files, whether to detach later."""
+
+    def __init__(self):
+        self.attached, self.netns, self.hosts, self.resolv, self.hosts_bind = False, None, None, None, None
 
 
 def _cap_names(names, option):

@@ -133,6 +133,9 @@ def _detach_from_caller(keep):
 def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
     from . import rootfs
     from .start import contain
+    endpoints = None
+    if plan.network_owned:                          # in memory now: the module's files may go
+        from ..network import endpoints
 
     _detach_from_caller(keep=(report_w,))
     os.chdir('/')                                   # not the module's temp dir, which Ansible deletes
@@ -195,6 +198,9 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
         if cgroup is not None:
             _safe(cgroup.destroy)
         _safe(lambda: rootfs.unmount(rootfs_paths))
+        if endpoints is not None:
+            _safe(_own_pid_namespace_for_children)      # nft runs as our child: not in PID 1's dead namespace
+            _safe(lambda: endpoints.detach(store.root, container.Id, directory))
         state.MonitorPid = 0
         _safe(lambda: store.save_state(container))
         if report_w is not None:
@@ -267,18 +273,23 @@ def _run_once(plan, cgroup, log, contain):
     return pid, None
 
 
-def _new_pid_namespace_for_children():
-    """The next fork is PID 1 of a new PID namespace -- also on a restart.
-
-    unshare(CLONE_NEWPID) works only while the children's PID namespace is still our
-    own, so after a first run we go back to ours (setns) before making another.
-    """
+def _own_pid_namespace_for_children():
+    """Children in our own PID namespace again (a fork into the dead container's one fails: ENOMEM)."""
     if os.readlink('/proc/self/ns/pid_for_children') != os.readlink('/proc/self/ns/pid'):
         fd = os.open('/proc/self/ns/pid', os.O_RDONLY | os.O_CLOEXEC)
         try:
             libc.setns(fd, libc.CLONE_NEWPID)
         finally:
             os.close(fd)
+
+
+def _new_pid_namespace_for_children():
+    """The next fork is PID 1 of a new PID namespace -- also on a restart.
+
+    unshare(CLONE_NEWPID) works only while the children's PID namespace is still our
+    own, so after a first run we go back to ours (setns) before making another.
+    """
+    _own_pid_namespace_for_children()
     libc.unshare(libc.CLONE_NEWPID)
 
 

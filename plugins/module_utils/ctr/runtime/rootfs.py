@@ -27,7 +27,6 @@ from ..errors import CtrError, KernelError
 INIT_FILES = ('etc/hostname', 'etc/hosts', 'etc/resolv.conf')
 _MOUNT_DATA_MAX = 4095          # the kernel copies at most one page of mount options
 _OFF_FEATURES = ('redirect_dir', 'metacopy', 'index')
-_LOOPBACK_PREFIXES = ('127.', '::1', '0:0:0:0:0:0:0:1')
 
 
 @dataclass(frozen=True)
@@ -51,51 +50,21 @@ def paths(container_dir, layer_dirs):
                        merged=os.path.join(container_dir, 'merged'), lower=[init] + list(reversed(layer_dirs)))
 
 
-def hosts_file(hostname, aliases=()):
-    """``/etc/hosts`` as Docker writes it for a container on no network or the host's."""
-    names = ' '.join([hostname] + [a for a in aliases if a and a != hostname])
-    return ('127.0.0.1\tlocalhost\n'
-            '::1\tlocalhost ip6-localhost ip6-loopback\n'
-            'fe00::0\tip6-localnet\n'
-            'ff00::0\tip6-mcastprefix\n'
-            'ff02::1\tip6-allnodes\n'
-            'ff02::2\tip6-allrouters\n'
-            '127.0.1.1\t%s\n' % names)
-
-
-def resolv_conf(host_text):
-    """The host's resolv.conf without loopback nameservers (they mean nothing in another netns).
-
-    What replaces them when none is left is the network issue's business; for now the
-    container then has no nameserver line, as Docker would with no upstream.
-    """
-    lines = []
-    for line in host_text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == 'nameserver' and fields[1].startswith(_LOOPBACK_PREFIXES):
-            continue
-        lines.append(line)
-    return '\n'.join(lines).strip('\n') + '\n'
-
-
-def read_host_resolv(path='/etc/resolv.conf'):
-    try:
-        with open(path, 'r', encoding='utf-8', errors='replace') as f:
-            return f.read()
-    except OSError:
-        return ''
-
-
 def prepare(container_dir, layer_dirs, hostname, hosts_text=None, resolv_text=None):
-    """Make the container's dirs and init layer (idempotent); returns its :class:`RootfsPaths`."""
+    """Make the container's dirs and init layer (idempotent); returns its :class:`RootfsPaths`.
+
+    ``hosts_text`` and ``resolv_text`` default to what a container without a network gets
+    (:mod:`..network.dns`).
+    """
+    from ..network import dns
     p = paths(container_dir, layer_dirs)
     for d in (p.upper, p.work, p.merged):
         fsutil.makedirs(d, 0o755)
     os.chmod(p.upper, 0o755)
     fsutil.makedirs(os.path.join(p.init, 'etc'), 0o755)
     contents = {'etc/hostname': hostname + '\n',
-                'etc/hosts': hosts_text if hosts_text is not None else hosts_file(hostname),
-                'etc/resolv.conf': resolv_text if resolv_text is not None else resolv_conf(read_host_resolv())}
+                'etc/hosts': hosts_text if hosts_text is not None else dns.hosts_file(hostname),
+                'etc/resolv.conf': resolv_text if resolv_text is not None else dns.resolv_conf()}
     for rel in INIT_FILES:
         fsutil.atomic_write(os.path.join(p.init, rel), contents[rel].encode('utf-8'), 0o644, durable=False)
     return p

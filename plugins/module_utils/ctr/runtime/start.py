@@ -41,7 +41,9 @@ class StartPlan:
     env: List[str]
     cwd: str = '/'
     hostname: str = ''
-    network: str = 'none'           # 'none' (own netns, lo up) or 'host'
+    network: str = 'none'           # 'none' (own netns, lo up), 'host', or 'join' (the namespace ``netns``)
+    netns: str = ''                 # 'join': a held namespace (bridge networks) or another container's
+    network_owned: bool = False     # the monitor detaches the container's networks when it is done for good
     uid: int = 0
     gid: int = 0
     groups: List[int] = field(default_factory=list)
@@ -62,9 +64,11 @@ def contain(plan, go_fd, error_fd):
         if os.read(go_fd, 1) != b'g':           # the monitor has put us in our cgroup -- or died trying
             raise StartError('the monitor went away before the container was placed in its cgroup')
         os.close(go_fd)
+        if plan.network == 'join':
+            _join_netns(plan.netns)
         _step('create namespaces', None, libc.unshare,
-              _NS_FLAGS | (libc.CLONE_NEWNET if plan.network != 'host' else 0))
-        if plan.network != 'host':
+              _NS_FLAGS | (libc.CLONE_NEWNET if plan.network == 'none' else 0))
+        if plan.network == 'none':
             _step('bring up lo', None, libc.link_up, 'lo')
         _step('make the mounts private', '/', libc.mount, None, '/', None, libc.MS_REC | libc.MS_SLAVE)
         _mount_kernel_filesystems(plan.rootfs)
@@ -101,6 +105,17 @@ def contain(plan, go_fd, error_fd):
             os.write(error_fd, message.encode('utf-8', 'replace')[:4000])
         finally:
             os._exit(127)
+
+
+def _join_netns(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StartError('open the network namespace "%s": %s' % (path, (exc.strerror or str(exc)).lower()))
+    try:
+        _step('join the network namespace', path, libc.setns, fd, libc.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def _step(what, path, func, *args):
