@@ -41,8 +41,8 @@ class BridgeRules:
     __slots__ = ('bridge', 'subnet', 'gateway', 'internal', 'resolver')
 
     def __init__(self, bridge, subnet, gateway, internal=False, resolver=None):
-        self.bridge, self.subnet, self.gateway, self.internal, self.resolver = (bridge, str(subnet), str(gateway),
-                                                                                 bool(internal), resolver)
+        self.bridge, self.subnet, self.gateway = bridge, str(subnet), str(gateway)
+        self.internal, self.resolver = bool(internal), resolver
 
 
 class Forward:
@@ -51,8 +51,8 @@ class Forward:
     __slots__ = ('host_ip', 'host_port', 'proto', 'ctr_ip', 'ctr_port')
 
     def __init__(self, host_ip, host_port, proto, ctr_ip, ctr_port):
-        self.host_ip, self.host_port, self.proto, self.ctr_ip, self.ctr_port = (host_ip, int(host_port), proto,
-                                                                                 str(ctr_ip), int(ctr_port))
+        self.host_ip, self.host_port, self.proto = host_ip, int(host_port), proto
+        self.ctr_ip, self.ctr_port = str(ctr_ip), int(ctr_port)
 
 
 def _quoted(name):
@@ -85,17 +85,18 @@ def ruleset(bridges, forwards, table=TABLE):
     for f in sorted(forwards, key=lambda x: (x.proto, x.host_port, x.host_ip)):
         match = ('ip daddr %s ' % f.host_ip) if f.host_ip else ''
         published.append('%s%s dport %d dnat to %s:%d' % (match, f.proto, f.host_port, f.ctr_ip, f.ctr_port))
-    lines = ['table ip %s {' % table,
-             '  chain published {'] + ['    ' + r for r in published] + ['  }',
-             '  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;'] + \
-        ['    ' + r for r in pre] + ['    fib daddr type local jump published', '  }',
-                                     '  chain output {', '    type nat hook output priority -100; policy accept;',
-                                     '    fib daddr type local jump published', '  }',
-                                     '  chain postrouting {',
-                                     '    type nat hook postrouting priority srcnat; policy accept;'] + \
-        ['    ' + r for r in post] + ['  }', '  chain forward {',
-                                      '    type filter hook forward priority filter; policy accept;'] + \
-        ['    ' + r for r in fwd] + ['  }', '}']
+    lines = ['table ip %s {' % table, '  chain published {']
+    lines += ['    ' + r for r in published]
+    lines += ['  }', '  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;']
+    lines += ['    ' + r for r in pre]
+    lines += ['    fib daddr type local jump published', '  }',
+              '  chain output {', '    type nat hook output priority -100; policy accept;',
+              '    fib daddr type local jump published', '  }',
+              '  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;']
+    lines += ['    ' + r for r in post]
+    lines += ['  }', '  chain forward {', '    type filter hook forward priority filter; policy accept;']
+    lines += ['    ' + r for r in fwd]
+    lines += ['  }', '}']
     return head + '\n'.join(lines) + '\n'
 
 

@@ -52,7 +52,7 @@ class PortBinding:
 
     def __repr__(self):
         return 'PortBinding(%r, %r-%r, %r/%s)' % (self.host_ip, self.host_port, self.host_end,
-                                                   self.container_port, self.proto)
+                                                  self.container_port, self.proto)
 
 
 def _port(text, entry):

@@ -41,7 +41,7 @@ def parse_memory(value):
         match = _MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
         if match is None:
             raise invalid('memory', value, 'give a number of bytes with an optional unit b, k, m, g, t or p, '
-                                            'such as 512m or 1g')
+                                           'such as 512m or 1g')
         whole, fraction, unit = match.groups()
         scale = _UNITS[unit.lower() if unit else None]
         size = int(whole) * scale + int(fraction or '0') * scale // 10 ** len(fraction or '')
@@ -63,7 +63,7 @@ def parse_cpus(value, ncpu=None):
         raise invalid('cpus', value, 'give a number of CPUs such as 0.5 or 2')
     if not math.isfinite(cpus) or cpus < MIN_CPUS or cpus > ncpu:
         raise invalid('cpus', value, 'the range of CPUs is from %.2f to %d, the number of CPUs on this host'
-                       % (MIN_CPUS, ncpu))
+                      % (MIN_CPUS, ncpu))
     return cpus
 
 
@@ -73,7 +73,7 @@ def parse_pids_limit(value):
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise invalid('pids_limit', value, 'give a whole number of processes, 1 or more (omit the option '
-                                            'for no limit)')
+                                           'for no limit)')
     return value
 
 

@@ -35,6 +35,7 @@ from .. import libc
 from ..errors import InvalidArgument, KernelError, NotFound, UnsafeContent
 from .caps import MAX_CAP_BITS, cap_name, caps_from_mask, caps_mask, kernel_last_cap
 
+
 @dataclass(frozen=True)
 class CapState:
     """A process's capability sets as masks (``/proc/PID/status``) and its no_new_privs flag."""
