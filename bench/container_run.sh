@@ -148,7 +148,7 @@ fi
 [ -z "$floor_note" ] || log "$floor_note"
 
 # warm-up (untimed): unpacked layers, page cache, bytecode caches
-ctr run --rm busybox /bin/true
+ctr run --rm --network none busybox /bin/true
 podman run --rm --pull=never --network none "$IMG" /bin/true
 "$floor" --root "$runtime_state" run --bundle "$bundle" warm
 
@@ -185,7 +185,7 @@ run1_ids=(python python_s ctr ctr_s ctr_nopyc podman floor)
 declare -A run1_label=(
     [python]='python3 -c pass (interpreter start, for scale)'
     [python_s]='python3 -S -c pass (no site import)'
-    [ctr]='ctr run --rm busybox /bin/true (network none)'
+    [ctr]='ctr run --rm --network none busybox /bin/true'
     [ctr_s]='ctr run --rm under python3 -S (no site-packages start-up)'
     [ctr_nopyc]="ctr run --rm, ctr's modules compiled each run (no .pyc)"
     [podman]='podman run --rm --pull=never --network none'
@@ -193,8 +193,8 @@ declare -A run1_label=(
 )
 run1_python() { "$PYTHON" -c pass; }
 run1_python_s() { "$PYTHON" -S -c pass; }
-run1_ctr() { ctr run --rm busybox /bin/true; }
-run1_ctr_s() { "$PYTHON" -S -m ctr --root "$store" run --rm busybox /bin/true; }
+run1_ctr() { ctr run --rm --network none busybox /bin/true; }
+run1_ctr_s() { "$PYTHON" -S -m ctr --root "$store" run --rm --network none busybox /bin/true; }
 # ctr's modules compiled from source each run (a copy with no __pycache__, none written), the
 # standard library from its caches: what a Python that may not write bytecode pays
 mkdir -p "$work/nopyc"
@@ -202,7 +202,7 @@ cp -r "$repo/plugins/module_utils/ctr" "$work/nopyc/ctr"
 find "$work/nopyc" -name __pycache__ -prune -exec rm -rf {} +
 run1_ctr_nopyc() {
     env -u PYTHONPYCACHEPREFIX PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$work/nopyc" \
-        "$PYTHON" -m ctr --root "$store" run --rm busybox /bin/true
+        "$PYTHON" -m ctr --root "$store" run --rm --network none busybox /bin/true
 }
 run1_podman() { podman run --rm --pull=never --network none "$IMG" /bin/true; }
 run1_floor() { run_floor; }
@@ -217,7 +217,7 @@ ratio1=$(bench_ratio "$work/run1-sorted.tsv" ctr podman)
 verdict1=$(awk -v r="$ratio1" 'BEGIN { print (r <= 0.1 ? "met" : "NOT met") }')
 
 # where a `ctr run` spends its time: imports (-X importtime), in one untimed run
-"$PYTHON" -X importtime -m ctr --root "$store" run --rm busybox /bin/true 2>"$work/importtime" >/dev/null
+"$PYTHON" -X importtime -m ctr --root "$store" run --rm --network none busybox /bin/true 2>"$work/importtime" >/dev/null
 read -r imp_total imp_ctr imp_top < <(awk -F '|' '
     /^import time:/ && $1 !~ /self/ {
         self = $1; sub(/.*:/, "", self); self += 0; name = $3; gsub(/^ +| +$/, "", name)
@@ -227,7 +227,7 @@ read -r imp_total imp_ctr imp_top < <(awk -F '|' '
     END { printf "%.0f %.0f %s(%.0fms)\n", total / 1000, mine / 1000, top, best / 1000 }' "$work/importtime")
 log "imports of one ctr run: ${imp_total} ms, ${imp_ctr} ms of them ctr's own modules; slowest: $imp_top"
 # ... and its phases (cProfile, one untimed run; the profiler inflates every figure somewhat)
-"$PYTHON" -m cProfile -o "$work/run.prof" -m ctr --root "$store" run --rm busybox /bin/true >/dev/null
+"$PYTHON" -m cProfile -o "$work/run.prof" -m ctr --root "$store" run --rm --network none busybox /bin/true >/dev/null
 phases=$("$PYTHON" - "$work/run.prof" <<'EOF'
 import pstats, sys
 stats = pstats.Stats(sys.argv[1]).stats
@@ -257,7 +257,7 @@ rss_kib() { mem_kib Rss "$1"; }
 : >"$work/run2.tsv"
 if [ "$DETACHED" -gt 0 ]; then
     log "case 2: $DETACHED detached containers per engine"
-    start2_ctr() { ctr run -d --name "bench-d$1" busybox sleep 600; }
+    start2_ctr() { ctr run -d --network none --name "bench-d$1" busybox sleep 600; }
     start2_podman() { podman run -d --pull=never --network none --name "bench-d$1" "$IMG" sleep 600; }
     declare -A t2_total
     for engine in ctr podman; do
@@ -476,7 +476,7 @@ md_table() { "$PYTHON" "$repo/bench/benchdoc.py" table "$@" --markdown | sed 's/
         echo "Ansible tasks: $ansible_note."
     fi
     echo
-    echo "### 1. \`run --rm busybox /bin/true\`"
+    echo "### 1. \`run --rm --network none busybox /bin/true\`"
     echo
     md_table "$work/run1-sorted.tsv" --baseline podman
     echo

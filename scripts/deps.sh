@@ -15,7 +15,9 @@ PACKAGES=(
     python3-venv    # make venv on a plain Debian python3
     rsync           # make collection
     shellcheck      # ansible-test sanity: shellcheck
-    git ca-certificates iproute2 nftables
+    git ca-certificates iproute2
+    nftables python3-pyroute2   # bridge networks on a managed host's /usr/bin/python3 (the venv has its own pyroute2)
+    iperf3                      # bench/network.sh: throughput through a published port
 )
 UPDATE_STAMP=/var/cache/daemonless-ctr/apt-update.stamp
 CONTAINERS_CONF=/etc/containers/containers.conf

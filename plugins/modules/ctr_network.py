@@ -15,6 +15,8 @@ description:
     unless O(internal)).
   - Containers on the same user-defined network find each other by name and alias (their C(/etc/hosts) is kept
     current as containers come and go). The default network C(ctr) (bridge C(ctr0)) is made on first use.
+  - Every run with O(state=present) also rewrites the collection's nftables table from the store's state (reported
+    as no change): the way to restore it after the host's ruleset was flushed.
 extends_documentation_fragment:
   - daemonless.ctr.ctr
 attributes:
@@ -173,6 +175,9 @@ def work(module):
             actions.append('created %s' % p['name'])
         if not module.check_mode:
             network = store.create(planned)
+    if network is not None and not module.check_mode:
+        with store.lock():      # repairs our table if someone flushed the host's ruleset
+            endpoints.sync_rules(root, store, force=True)
     if network is not None:
         shown = network.inspect(endpoints.network_containers(root, network))
         after = network.settings()

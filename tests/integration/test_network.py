@@ -330,19 +330,25 @@ def test_outbound_traffic_is_masqueraded_and_an_internal_network_has_no_way_out(
 # -- leaving nothing behind ------------------------------------------------------------------------------
 
 def test_removal_leaves_no_veth_rule_or_address(runtime, store_root):
+    from ctr.network import endpoints
     before = links()
     table = nft.table_name(store_tag(str(store_root)))
-    c = start(runtime, 'sleep', '60', published_ports=['%d:80' % free_port()])
+    port = free_port()
+    c = start(runtime, 'sleep', '60', published_ports=['%d:80' % port])
     veth = 'veth%s0' % c['Id'][:9]
+    address = c['NetworkSettings']['IPAddress']
     assert veth in links()
-    assert 'dnat to %s:80' % c['NetworkSettings']['IPAddress'] in nft.listed(table)
+    assert 'dnat to %s:80' % address in nft.listed(table)
     runtime.remove(c['Id'], force=True)
     bridge = NetworkStore(str(store_root)).get('ctr').bridge
     assert [name for name in links() if name not in before] in ([], [bridge])     # the bridge stays, as docker0
-    assert nft.listed(table) == ''
+    rules = nft.listed(table)
+    assert address not in rules and str(port) not in rules          # its rules went; the bridge's stay
     assert NetworkStore(str(store_root)).get('ctr').allocations == {}
     with open(os.path.join(str(store_root), 'networks', 'ctr.json')) as f:
         assert json.load(f)['Allocations'] == {}
+    endpoints.remove_network(str(store_root), 'ctr')                  # the network itself: bridge and table go
+    assert bridge not in links() and nft.listed(table) == ''
 
 
 def test_a_killed_monitor_is_cleaned_up_by_remove(runtime, store_root):

@@ -77,6 +77,15 @@ def read_json(path, default=None):
         return default
 
 
+def read_text(path, default=None):
+    """A small state file's text; ``default`` when it does not exist."""
+    try:
+        with open(path, 'r', encoding='utf-8') as f:
+            return f.read()
+    except FileNotFoundError:
+        return default
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)

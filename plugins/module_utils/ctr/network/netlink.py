@@ -70,11 +70,30 @@ def codec():
         package.__file__ = spec.origin
         sys.modules['pyroute2'] = package
     try:
-        _codec = _Codec()
+        _codec = _without_file_command(_Codec)
     except ImportError as exc:
         raise CtrError('pyroute2 on the managed host lacks its rtnetlink messages (%s): install pyroute2 0.7 or '
                        'later' % exc, option='network_mode')
     return _codec
+
+
+def _without_file_command(load):
+    """Call ``load`` with ``platform.architecture()`` answered from the interpreter itself.
+
+    pyroute2's ``config`` calls ``platform.architecture()`` at import, which runs the
+    ``file`` command on the interpreter (a fork and exec: ~10 ms, and nothing pyroute2's
+    rtnetlink messages use); without that command's output, ``platform`` falls back to
+    what the running interpreter says, which is the same answer here.
+    """
+    import platform
+    original = getattr(platform, '_syscmd_file', None)
+    if original is None:
+        return load()
+    platform._syscmd_file = lambda target, default='': default     # pylint: disable=protected-access
+    try:
+        return load()
+    finally:
+        platform._syscmd_file = original                             # pylint: disable=protected-access
 
 
 class Netlink:

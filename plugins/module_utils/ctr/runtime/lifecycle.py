@@ -233,12 +233,17 @@ class Runtime:
             os.unlink(monitor.stop_marker(directory))
         except FileNotFoundError:
             pass
-        image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
-        if image is None:
-            raise NotFound('container %s uses image %s, which is no longer in the store'
-                           % (container.Name, container.Image[7:19]))
-        layer_dirs = self.images.unpack(image.id)
-        net = self._network(container, directory)
+        wirer = self._early_wirer(container)
+        try:
+            image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
+            if image is None:
+                raise NotFound('container %s uses image %s, which is no longer in the store'
+                               % (container.Name, container.Image[7:19]))
+            layer_dirs = self.images.unpack(image.id)
+            net = self._network(container, directory, wirer)
+        finally:
+            if wirer is not None:
+                wirer.close()
         try:
             paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'], net.hosts, net.resolv)
             rootfs.mount(paths)
@@ -256,7 +261,16 @@ class Runtime:
             raise
         return self.get(container.Id), True
 
-    def _network(self, container, directory):
+    @staticmethod
+    def _early_wirer(container):
+        """For a bridge-mode container, the helper that wires its links, forked now to load pyroute2 meanwhile."""
+        from ..network import options
+        if not options.is_bridge(container.HostConfig.get('NetworkMode') or options.NONE):
+            return None
+        from ..network import endpoints
+        return endpoints.Wirer()
+
+    def _network(self, container, directory, wirer=None):
         """Attach a bridge-mode container (or find the namespace it joins); its hosts and resolv.conf."""
         from ..network import dns, options
         host = container.HostConfig
@@ -264,7 +278,7 @@ class Runtime:
         net = _NetworkStart()
         if options.is_bridge(mode):
             from ..network import endpoints
-            data = endpoints.attach(self.containers.root, container, directory)
+            data = endpoints.attach(self.containers.root, container, directory, wirer)
             net.attached, net.netns = True, endpoints.netns_path(directory)
             net.hosts_bind = os.path.join(directory, endpoints.HOSTS_FILE)
             with open(net.hosts_bind, 'r', encoding='utf-8') as f:
