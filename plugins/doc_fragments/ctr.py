@@ -20,6 +20,7 @@ options:
     default: /var/lib/ctr
 notes:
   - The engine needs only Python 3.9 or later and the Linux kernel on the managed host; no container
-    daemon, Docker, Podman or runtime binary is used.
+    daemon, Docker, Podman or runtime binary is used. Bridge networks also need the C(pyroute2) Python
+    package and nftables (the C(nft) command).
   - Several tasks (or Ansible forks) may use one store at once; the store is locked where needed.
 '''
