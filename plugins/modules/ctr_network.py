@@ -118,6 +118,8 @@ actions:
   elements: str
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.daemonless.ctr.plugins.module_utils.ansible_glue import argument_spec, diff, run
@@ -141,6 +143,9 @@ def work(module):
     p = module.params
     root = resolve_root(p['root'])
     store = NetworkStore(root)
+    if not module.check_mode and os.path.isdir(store.base):
+        with store.lock():
+            endpoints.reap(root, store)     # a container killed or gone with a reboot holds nothing
     existing = store.find(p['name'], ids=False)
     before = existing.settings() if existing else {}
     actions = []

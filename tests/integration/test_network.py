@@ -371,3 +371,18 @@ def test_removing_a_network_in_use_needs_force(runtime, store_root):
     assert store.find('busy') is None
     assert network.bridge not in links() and 'veth%s0' % c['Id'][:9] not in links()
     assert runtime.get(c['Id']).State.Running          # still running, without that network
+
+
+def test_a_dead_containers_address_is_freed_for_the_next_start(runtime, store_root):
+    """Monitor and PID 1 killed (as by a reboot): its address, veth and ports do not stay taken."""
+    store = NetworkStore(str(store_root))
+    store.create(store.plan('fixed2', subnet='172.29.81.0/24'))
+    first = start(runtime, 'sleep', '60', networks=[{'name': 'fixed2', 'ipv4_address': '172.29.81.9'}])
+    state = runtime.get(first['Id']).State
+    os.kill(state.MonitorPid, 9)
+    os.kill(state.Pid, 9)
+    assert wait_for(lambda: not runtime.get(first['Id']).State.Running)
+    second = start(runtime, 'sleep', '60', networks=[{'name': 'fixed2', 'ipv4_address': '172.29.81.9'}])
+    assert second['NetworkSettings']['IPAddress'] == '172.29.81.9'
+    assert store.get('fixed2').allocations == {'172.29.81.9': second['Id']}
+    assert 'veth%s0' % first['Id'][:9] not in links()

@@ -272,6 +272,55 @@ def _attached(root):
     return out
 
 
+def _starting(container_dir):
+    """Is a start of this container under way (its start lock held by someone)?"""
+    import fcntl
+    try:
+        fd = os.open(os.path.join(container_dir, 'start.lock'), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _alive(root, container_id):
+    """Does the container have a live monitor or PID 1, or a start under way (state read back, start times checked)?"""
+    from ..runtime.procs import process_start_time
+    directory = os.path.join(_containers_dir(root), container_id)
+    if _starting(directory):
+        return True
+    state = fsutil.read_json(os.path.join(directory, 'state.json')) or {}
+    for pid_key, start_key in (('MonitorPid', 'MonitorStart'), ('Pid', 'PidStart')):
+        pid = state.get(pid_key)
+        if pid and process_start_time(pid) is not None and (
+                not state.get(start_key) or process_start_time(pid) == state.get(start_key)):
+            return True
+    return False
+
+
+def reap(root, store):
+    """Detach containers whose monitor and PID 1 are gone (killed, or the host rebooted); call under lock.
+
+    Their addresses and ports would otherwise stay taken, and their networks "in use".
+    """
+    for cid in list(_attached(root)):
+        if not _alive(root, cid):
+            _detach(root, store, cid, os.path.join(_containers_dir(root), cid))
+    for network in store.list():
+        stale = [ip for ip, cid in network.allocations.items()
+                 if not os.path.exists(os.path.join(_containers_dir(root), cid, SETTINGS_FILE))
+                 and not _alive(root, cid)]
+        if stale:
+            for ip in stale:
+                del network.allocations[ip]
+            store.save(network)
+
+
 def attach(root, container, container_dir, wirer=None):
     """Give ``container`` its namespace, addresses, links, ports and rules; returns its settings.
 
@@ -291,6 +340,7 @@ def attach(root, container, container_dir, wirer=None):
 
 
 def _attach(root, store, container, container_dir, wirer):
+    reap(root, store)
     wanted = endpoints_of(container)
     attached = _attached(root)
     attached.pop(container.Id, None)
@@ -386,6 +436,8 @@ def disconnect(root, network_name, container_id):
 def remove_network(root, name, force=False):
     """Remove a network: in use, it fails unless ``force`` (which disconnects its containers); its bridge goes."""
     store = NetworkStore(root)
+    with store.lock():
+        reap(root, store)
     network = store.get(name)
     if network.allocations:
         if not force:
