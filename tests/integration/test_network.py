@@ -254,23 +254,36 @@ def test_a_port_in_use_fails_clearly_and_leaves_nothing(runtime, store_root):
     port = holder.getsockname()[1]
     try:
         before = links()
-        c = runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:80' % port])
-        with pytest.raises(Conflict) as err:
-            runtime.start(c.Id)
+        with pytest.raises(Conflict) as err:          # at create: nothing is made
+            runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:80' % port])
         assert 'published port %d/tcp is already in use' % port in err.value.msg
+        assert runtime.list() == []
+    finally:
+        holder.close()
+    # taken between create and start: the start fails, and leaves nothing of the network behind
+    c = runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:80' % port])
+    holder = socket.socket()
+    holder.bind(('0.0.0.0', port))
+    holder.listen(1)
+    try:
+        with pytest.raises(Conflict):
+            runtime.start(c.Id)
         assert links() == before
         assert NetworkStore(str(store_root)).get('ctr').allocations == {}
         assert not os.path.exists(os.path.join(runtime.containers.dir(c.Id), 'network.json'))
+        assert not runtime.get(c.Id).State.Running
     finally:
         holder.close()
 
 
 def test_two_containers_cannot_publish_the_same_port(runtime):
     port = free_port()
-    start(runtime, 'sleep', '60', published_ports=['%d:80' % port])
-    c = runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:81' % port])
-    with pytest.raises(Conflict):
-        runtime.start(c.Id)
+    start(runtime, 'sleep', '60', name='first', published_ports=['%d:80' % port])
+    with pytest.raises(Conflict) as err:
+        runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:81' % port])
+    assert str(port) in err.value.msg
+    # the same container planned again (a task's repeat) does not clash with itself
+    assert runtime.plan('busybox', name='first', command=['sleep', '60'], published_ports=['%d:80' % port])
 
 
 # -- the outside world ----------------------------------------------------------------------------------
@@ -386,3 +399,13 @@ def test_a_dead_containers_address_is_freed_for_the_next_start(runtime, store_ro
     assert second['NetworkSettings']['IPAddress'] == '172.29.81.9'
     assert store.get('fixed2').allocations == {'172.29.81.9': second['Id']}
     assert 'veth%s0' % first['Id'][:9] not in links()
+
+
+def test_two_networks_give_eth0_and_eth1_and_the_first_routes(runtime, store_root):
+    store = NetworkStore(str(store_root))
+    store.create(store.plan('front', subnet='172.29.82.0/24'))
+    store.create(store.plan('back', subnet='172.29.83.0/24', internal=True))
+    ran = run(runtime, 'sh', '-c', 'ip -o -4 addr show; ip route show default', networks=['front', 'back'])
+    assert ran.code == 0, ran.err
+    assert 'eth0    inet 172.29.82.2/24' in ran.out and 'eth1    inet 172.29.83.2/24' in ran.out
+    assert 'default via 172.29.82.1 dev eth0' in ran.out

@@ -306,9 +306,11 @@ def test_options_with_networks_dns_and_hosts(tmp_path):
         ['9.9.9.9'], ['example.org'], ['ndots:2'])
     assert host_config['ExtraHosts'] == ['db:10.0.0.5']
     assert networking == {'EndpointsConfig': {'app': {'IPAMConfig': {'IPv4Address': '10.9.3.9'}, 'Aliases': ['api']},
-                                              'ctr': {'IPAMConfig': None, 'Aliases': []}}}
+                                              'ctr': {'IPAMConfig': None, 'Aliases': []}},
+                          'Order': ['app', 'ctr']}
     # a network's name as network_mode is the same as listing it first
-    assert options.plan(str(tmp_path), 'app')[1] == {'EndpointsConfig': {'app': {'IPAMConfig': None, 'Aliases': []}}}
+    assert options.plan(str(tmp_path), 'app')[1] == {'EndpointsConfig': {'app': {'IPAMConfig': None, 'Aliases': []}},
+                                                     'Order': ['app']}
 
 
 @pytest.mark.parametrize('args, error, fragment', [
@@ -342,3 +344,25 @@ def test_network_records_survive_a_round_trip(tmp_path):
                   {networks.OPT_MTU: '1400'}, allocations={'10.9.5.2': 'a' * 64})
     again = Network.from_json(json.loads(json.dumps(net.to_json())), 'x')
     assert again.settings() == net.settings() and again.allocations == net.allocations and again.mtu == 1400
+
+
+def test_concurrent_allocations_never_hand_out_an_address_twice(tmp_path):
+    """Eight processes, ten addresses each, one network: eighty different addresses."""
+    store = NetworkStore(str(tmp_path))
+    store.create(store.plan('busy', subnet='10.9.6.0/24'))
+    pids = []
+    for worker in range(8):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                mine = NetworkStore(str(tmp_path))
+                for n in range(10):
+                    with mine.lock():
+                        mine.allocate('busy', '%02d%02d' % (worker, n) + 'f' * 60)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    allocations = store.get('busy').allocations
+    assert len(allocations) == 80 and len(set(allocations.values())) == 80

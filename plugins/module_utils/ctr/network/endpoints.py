@@ -245,9 +245,10 @@ def endpoints_of(container):
     configured = (container.NetworkingConfig or {}).get('EndpointsConfig') or {}
     if not configured:
         return [(DEFAULT_NETWORK, None, [])]
+    order = [n for n in (container.NetworkingConfig.get('Order') or []) if n in configured]
     out = []
-    for name, endpoint in configured.items():
-        endpoint = endpoint or {}
+    for name in order + sorted(n for n in configured if n not in order):
+        endpoint = configured[name] or {}
         ip = ((endpoint.get('IPAMConfig') or {}).get('IPv4Address')) or None
         out.append((name, ip, list(endpoint.get('Aliases') or [])))
     return out
@@ -319,6 +320,21 @@ def reap(root, store):
             for ip in stale:
                 del network.allocations[ip]
             store.save(network)
+
+
+def check_ports(root, port_bindings, name=None):
+    """Fail now (Conflict) when a given host port is held by a socket or another attached container.
+
+    For ``create``: a clash is reported before anything is made. ``name``'s own container (the
+    one a task compares with, or replaces) does not count. Open host ports are picked at start;
+    a port taken between create and start still fails the start, cleanly.
+    """
+    bindings = [b for b in portspec.from_port_bindings(port_bindings) if b.host_port]
+    if not bindings:
+        return
+    taken = [(p['HostIp'], int(p['HostPort']), p['Proto']) for cid, s in _attached(root).items()
+             if s.get('Name') != name and _alive(root, cid) for p in s.get('Published', [])]
+    portspec.assign(bindings, taken)
 
 
 def attach(root, container, container_dir, wirer=None):
@@ -559,5 +575,5 @@ def _needs_gateway_dns():
         not [ns for ns in dns.nameservers(dns.read(dns.RESOLVED_UPSTREAM)) if not dns.is_loopback(ns)]
 
 
-__all__ = ['attach', 'create_netns', 'detach', 'disconnect', 'endpoints_of', 'netns_path', 'network_containers',
+__all__ = ['attach', 'check_ports', 'create_netns', 'detach', 'disconnect', 'endpoints_of', 'netns_path', 'network_containers',
            'remove_netns', 'remove_network', 'settings', 'sync_rules', 'write_hosts']

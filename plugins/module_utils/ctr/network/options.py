@@ -127,7 +127,8 @@ def plan(root, network_mode=None, networks=None, published_ports=None, dns_serve
                               'whose network is joined (network_mode container:NAME)', option='network_mode')
     host_config = {'NetworkMode': mode, 'PortBindings': portspec.to_port_bindings(bindings), 'Dns': servers,
                    'DnsSearch': search, 'DnsOptions': opts, 'ExtraHosts': extra}
-    return host_config, ({'EndpointsConfig': endpoints} if endpoints else {})
+    # EndpointsConfig is a map (and written with sorted keys): Order keeps the interfaces' order
+    return host_config, ({'EndpointsConfig': endpoints, 'Order': list(endpoints)} if endpoints else {})
 
 
 __all__ = ['BRIDGE', 'CONTAINER', 'HOST', 'NONE', 'is_bridge', 'plan']
