@@ -16,7 +16,7 @@ description:
   - Containers on the same user-defined network find each other by name and alias (their C(/etc/hosts) is kept
     current as containers come and go). The default network C(ctr) (bridge C(ctr0)) is made on first use.
   - Every run with O(state=present) also rewrites the collection's nftables table from the store's state (reported
-    as no change): the way to restore it after the host's ruleset was flushed.
+    as no change), which restores it after the host's ruleset was flushed.
 extends_documentation_fragment:
   - daemonless.ctr.ctr
 attributes:
