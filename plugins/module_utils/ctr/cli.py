@@ -171,6 +171,23 @@ def _monitor_waiter(state):
     return waiter, fd
 
 
+def _exec(args):
+    from .runtime.lifecycle import Runtime
+    if not args.command:
+        _err('ctr: error: exec needs a command')
+        return 2
+    data = sys.stdin.buffer.read() if args.interactive else None
+    result = Runtime(args.root).exec(args.name, args.command, env=_env_dict(args.env), user=args.user,
+                                     workdir=args.workdir, stdin=data, detach=args.detach)
+    if args.detach:
+        _out(result.pid)
+        return 0
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    return result.rc
+
+
 def _ps(args):
     from .runtime.lifecycle import Runtime
     rows = [('CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES')]
@@ -326,6 +343,17 @@ def _args_run(s):
     s.set_defaults(func=_run)
 
 
+def _args_exec(s):
+    s.add_argument('-i', '--interactive', action='store_true', help='feed our standard input to the command')
+    s.add_argument('-d', '--detach', action='store_true', help='start it and print its PID')
+    s.add_argument('-u', '--user')
+    s.add_argument('-w', '--workdir')
+    s.add_argument('-e', '--env', action='append', default=[], metavar='KEY=VALUE')
+    s.add_argument('name', metavar='CONTAINER')
+    s.add_argument('command', nargs=argparse.REMAINDER, metavar='CMD')
+    s.set_defaults(func=_exec)
+
+
 def _args_ps(s):
     s.add_argument('-a', '--all', action='store_true')
     s.add_argument('-q', '--quiet', action='store_true')
@@ -404,6 +432,7 @@ COMMANDS = {
     'images': ('list images', _args_images),
     'inspect': ('show containers or images in Docker\'s inspect shape', _args_inspect),
     'run': ('create and start a container', _args_run),
+    'exec': ('run a command in a running container', _args_exec),
     'ps': ('list containers', _args_ps),
     'logs': ('show a container\'s output', _args_logs),
     'start': ('start containers', _args_start),

@@ -420,6 +420,29 @@ class Runtime:
         self.containers.remove_record(container)
         return True
 
+    # -- exec -----------------------------------------------------------------
+
+    def exec(self, name, argv, env=None, user=None, workdir=None, stdin=None, detach=False):
+        """Run ``argv`` inside the running container (see :mod:`.execute`); returns an ExecResult."""
+        from . import execute
+        return execute.run(execute.prepare(self.get(name), argv, env, user, workdir), stdin, detach)
+
+    def path_exists(self, container, path):
+        """Does ``path`` exist inside the running container (resolved in its root, never outside)?"""
+        from . import security
+        if not container.State.Running or not container.State.Pid:
+            raise Conflict('container %s is not running' % container.Name)
+        if not path.startswith('/'):
+            path = (container.Config.get('WorkingDir') or '/').rstrip('/') + '/' + path
+        root = os.open('/proc/%d/root' % container.State.Pid, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(security.open_in_root(root, path))
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        finally:
+            os.close(root)
+
     # -- output ---------------------------------------------------------------
 
     def log_path(self, container):
