@@ -161,8 +161,8 @@ def work(module):
                               container=container.Name)
     for option, want in (('creates', False), ('removes', True)):
         if p[option] and rt.path_exists(container, p[option]) != want:
-            return dict(changed=False, msg='skipped, since %s %s' % (p[option], 'exists' if not want else
-                                                                    'does not exist'), rc=0, stdout='', stderr='',
+            reason = 'exists' if not want else 'does not exist'
+            return dict(changed=False, msg='skipped, since %s %s' % (p[option], reason), rc=0, stdout='', stderr='',
                         stdout_lines=[], stderr_lines=[])
     if module.check_mode:
         return dict(changed=True, msg='would run %s' % ' '.join(shlex.quote(a) for a in argv))
