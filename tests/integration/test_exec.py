@@ -183,3 +183,48 @@ def test_module_detach(ctr_exec):
     assert result['changed'] and result['pid'] > 1
     time.sleep(0.2)
     assert os.path.exists('/proc/%d' % result['pid'])
+
+
+def test_cli_exec_it_gives_a_real_terminal(runtime, sleeper, store_root):
+    """``exec -it`` through a pty of ours, as a user's terminal: the shell inside has a tty of the
+    container's devpts, sees our window size, reads what we type, and its exit code comes back."""
+    import fcntl
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 33, 101, 0, 0))
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), '..', '..', 'plugins', 'module_utils'))
+    proc = subprocess.Popen([sys.executable, '-m', 'ctr', '--root', str(store_root), 'exec', '-it', 'box', 'sh'],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    seen = b''
+
+    def read_until(marker, timeout=20.0):
+        nonlocal seen
+        deadline = time.time() + timeout
+        while marker not in seen and time.time() < deadline:
+            ready, _w, _x = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:         # EIO: every holder of the terminal has gone
+                    return
+                if not chunk:
+                    return
+                seen += chunk
+            elif proc.poll() is not None:
+                return
+    read_until(b'# ')                   # the prompt: ash discards what was typed before it
+    os.write(master, b'tty; stty size; echo typed-$((6*7)); exit 3\n')
+    read_until(b'never printed')
+    text = seen.decode('utf-8', 'replace')
+    try:
+        assert proc.wait(timeout=20) == 3, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert '/dev/pts/0' in text and '33 101' in text and 'typed-42' in text, text

@@ -176,6 +176,8 @@ def _exec(args):
     if not args.command:
         _err('ctr: error: exec needs a command')
         return 2
+    if args.tty and not args.detach:
+        return _exec_tty(Runtime(args.root), args)
     data = sys.stdin.buffer.read() if args.interactive else None
     result = Runtime(args.root).exec(args.name, args.command, env=_env_dict(args.env), user=args.user,
                                      workdir=args.workdir, stdin=data, detach=args.detach)
@@ -186,6 +188,58 @@ def _exec(args):
     sys.stdout.flush()
     sys.stderr.buffer.write(result.stderr)
     return result.rc
+
+
+def _exec_tty(runtime, args):
+    """``exec -t``: the command on a terminal of the container's, relayed to ours (raw mode, window size)."""
+    import select
+    import termios
+    import tty
+    from .runtime import execute
+    env = dict({'TERM': os.environ.get('TERM') or 'xterm'}, **_env_dict(args.env))
+    plan = execute.prepare(runtime.get(args.name), args.command, env, args.user, args.workdir)
+    master, slave = execute.open_pty(plan.pid)
+    ours = sys.stdin.fileno() if sys.stdin.isatty() else None
+
+    def resize(*_unused):
+        if ours is not None:
+            import fcntl
+            size = fcntl.ioctl(ours, termios.TIOCGWINSZ, b'\0' * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    resize()
+    try:
+        joiner = execute.start_tty(plan, slave, ours=(master,))
+    finally:
+        os.close(slave)
+    saved = termios.tcgetattr(ours) if ours is not None and args.interactive else None
+    previous = signal.signal(signal.SIGWINCH, resize)
+    try:
+        if saved is not None:
+            tty.setraw(ours)
+        sources = [master] + ([sys.stdin.fileno()] if args.interactive else [])
+        while True:
+            ready, _w, _x = select.select(sources, [], [])
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:         # EIO: the last holder of the terminal has gone
+                    data = b''
+                if not data:
+                    break
+                os.write(sys.stdout.fileno(), data)
+            if args.interactive and sys.stdin.fileno() in ready:
+                data = os.read(sys.stdin.fileno(), 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    sources.remove(sys.stdin.fileno())
+                    os.write(master, b'\x04')          # end of input, as a terminal gives it
+    finally:
+        if saved is not None:
+            termios.tcsetattr(ours, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
+        os.close(master)
+    return execute.wait(joiner)
 
 
 def _ps(args):
@@ -345,6 +399,7 @@ def _args_run(s):
 
 def _args_exec(s):
     s.add_argument('-i', '--interactive', action='store_true', help='feed our standard input to the command')
+    s.add_argument('-t', '--tty', action='store_true', help='a terminal for the command (with -i: interactive)')
     s.add_argument('-d', '--detach', action='store_true', help='start it and print its PID')
     s.add_argument('-u', '--user')
     s.add_argument('-w', '--workdir')

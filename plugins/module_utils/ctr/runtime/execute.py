@@ -75,67 +75,114 @@ def _namespace_fds(pid):
     return fds
 
 
-def run(plan, stdin=None, detach=False):
-    """Run ``plan`` in the container; returns an :class:`ExecResult`. Raises CtrError if it cannot start."""
+def open_pty(pid):
+    """A pseudo-terminal in the container's own devpts: ``(master fd, slave fd)``.
+
+    The master is opened through ``/proc/PID/root/dev/pts/ptmx`` (the instance mounted in the
+    container, so ``tty`` inside names it) and the slave with ``TIOCGPTPEER``, never by path.
+    """
+    import fcntl
+    import struct
+    try:
+        master = os.open('/proc/%d/root/dev/pts/ptmx' % pid, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CtrError('exec: cannot open the container\'s /dev/pts/ptmx: %s' % (exc.strerror or exc))
+    try:
+        fcntl.ioctl(master, 0x40045431, struct.pack('i', 0))                  # TIOCSPTLCK: unlock
+        slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)   # TIOCGPTPEER
+    except OSError as exc:
+        os.close(master)
+        raise CtrError('exec: cannot make a terminal: %s' % (exc.strerror or exc))
+    return master, slave
+
+
+def start_tty(plan, slave, ours=()):
+    """Start ``plan`` on the terminal ``slave`` (its controlling tty); returns the joiner's PID for :func:`wait`.
+
+    Raises CtrError when the command could not start.
+    """
+    joiner, _started, fail_r = _start(plan, (slave, slave, slave), detach=False, tty=True, ours=ours)
+    fail = _read_all(fail_r)            # EOF at execve: then it runs
+    if fail:
+        _reap(joiner)
+        raise CtrError(fail.decode('utf-8', 'replace'))
+    return joiner
+
+
+def wait(joiner):
+    """The exit code of a command started by :func:`start_tty` (128 + signal when killed)."""
+    return _reap(joiner)
+
+
+def _start(plan, stdio, detach, tty=False, ours=()):
+    """Fork the joiner, ``stdio`` (three descriptors) the command's; returns (joiner, its PID text, fail_r).
+
+    ``fail_r`` reads the command's start error, or EOF once it has exec'd; the caller closes it.
+    ``ours``: the caller's ends of the command's pipes, which the joiner must not hold open.
+    """
     try:
         ns_fds = _namespace_fds(plan.pid)
     except OSError as exc:
         raise Conflict('the container\'s PID 1 (%d) is gone: %s' % (plan.pid, exc.strerror))
-    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     fail_r, fail_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     joiner = os.fork()
     if joiner == 0:                                     # the joiner
         try:
-            for fd in (in_w, out_r, err_r, fail_r, pid_r, go_w):
+            for fd in (fail_r, pid_r, go_w) + tuple(ours):
                 os.close(fd)
             if os.read(go_r, 1) == b'g':                # placed in the container's cgroup: children inherit it
-                _joiner(plan, ns_fds, (in_r, out_w, err_w), fail_w, pid_w, detach)
+                _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach, tty)
         finally:
             os._exit(127)
     for _name, _flag, fd in ns_fds:
         os.close(fd)
-    for fd in (in_r, out_w, err_w, fail_w, pid_w, go_r):
+    for fd in (fail_w, pid_w, go_r):
         os.close(fd)
     try:
-        try:
-            if plan.cgroup is not None:
-                plan.cgroup.add(joiner)
-            os.write(go_w, b'g')
-        except Exception as exc:    # pylint: disable=broad-except
-            os.kill(joiner, signal.SIGKILL)
-            _reap(joiner)
-            raise CtrError('exec: cannot join the container\'s cgroup: %s' % exc)
-        finally:
-            os.close(go_w)
-        with os.fdopen(pid_r, 'rb') as f:
-            pid_r = None
-            started = f.read()
-        if detach:
-            os.close(in_w)
-            in_w = None
-            fail = _read_all(fail_r)
-            fail_r = None
-            _reap(joiner)
-            if fail:
-                raise CtrError(fail.decode('utf-8', 'replace'))
-            return ExecResult(0, pid=int(started) if started.strip() else None)
-        out, err, fail = _pump(in_w, stdin or b'', out_r, err_r, fail_r)
-        in_w = out_r = err_r = fail_r = None
-        status = _reap(joiner)
+        if plan.cgroup is not None:
+            plan.cgroup.add(joiner)
+        os.write(go_w, b'g')
+    except Exception as exc:    # pylint: disable=broad-except
+        os.kill(joiner, signal.SIGKILL)
+        _reap(joiner)
+        os.close(fail_r)
+        os.close(pid_r)
+        raise CtrError('exec: cannot join the container\'s cgroup: %s' % exc)
+    finally:
+        os.close(go_w)
+    started = _read_all(pid_r)
+    return joiner, started, fail_r
+
+
+def run(plan, stdin=None, detach=False):
+    """Run ``plan`` in the container; returns an :class:`ExecResult`. Raises CtrError if it cannot start."""
+    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        joiner, started, fail_r = _start(plan, (in_r, out_w, err_w), detach, ours=(in_w, out_r, err_r))
+    except BaseException:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    if detach:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        fail = _read_all(fail_r)
+        _reap(joiner)
         if fail:
             raise CtrError(fail.decode('utf-8', 'replace'))
-        return ExecResult(status, out, err)
-    finally:
-        for fd in (in_w, out_r, err_r, fail_r, pid_r):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        return ExecResult(0, pid=int(started) if started.strip() else None)
+    out, err, fail = _pump(in_w, stdin or b'', out_r, err_r, fail_r)
+    status = _reap(joiner)
+    if fail:
+        raise CtrError(fail.decode('utf-8', 'replace'))
+    return ExecResult(status, out, err)
 
 
 def _read_all(fd):
@@ -186,7 +233,7 @@ def _pump(in_w, data, out_r, err_r, fail_r):
     return b''.join(buffers[out_r]), b''.join(buffers[err_r]), b''.join(buffers[fail_r])
 
 
-def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach):
+def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach, tty=False):
     """In the joiner (a child of the caller): join, fork the command, wait for it."""
     from . import start
     try:
@@ -202,8 +249,8 @@ def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach):
         _fail(fail_w, exc)
         os._exit(127)
     if child == 0:
-        _command(plan, stdio, fail_w, pid_w, detach)
-    for fd in stdio:
+        _command(plan, stdio, fail_w, pid_w, detach, tty)
+    for fd in set(stdio):           # a terminal is all three
         os.close(fd)
     os.write(pid_w, str(child).encode() if detach else b'')
     os.close(pid_w)
@@ -221,11 +268,16 @@ def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach):
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 127)
 
 
-def _command(plan, stdio, fail_w, pid_w, detach):
+def _command(plan, stdio, fail_w, pid_w, detach, tty=False):
     """In the grandchild, inside every namespace: identity, signals, descriptors, cwd, exec."""
     from . import security, start
     try:
         os.close(pid_w)
+        if tty:
+            import fcntl
+            import termios
+            os.setsid()                                 # a session of its own, with the terminal as its tty
+            fcntl.ioctl(stdio[0], termios.TIOCSCTTY, 0)
         if detach:
             null = os.open('/dev/null', os.O_RDWR)
             for target in (0, 1, 2):
@@ -296,4 +348,4 @@ def prepare(container, argv, env=None, user=None, workdir=None):
                     bool(host.get('NoNewPrivileges')), cgroup)
 
 
-__all__ = ['ExecPlan', 'ExecResult', 'prepare', 'run']
+__all__ = ['ExecPlan', 'ExecResult', 'open_pty', 'prepare', 'run', 'start_tty', 'wait']
