@@ -126,7 +126,7 @@ from ansible_collections.daemonless.ctr.plugins.module_utils.ansible_glue import
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.errors import Conflict
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.network import endpoints
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.network.networks import NetworkStore
-from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.store import resolve_root
+from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.fsutil import resolve_root
 
 
 def _differences(existing, planned, p):

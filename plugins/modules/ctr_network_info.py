@@ -65,7 +65,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.daemonless.ctr.plugins.module_utils.ansible_glue import argument_spec, run
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.network import endpoints
 from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.network.networks import NetworkStore
-from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.store import resolve_root
+from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.fsutil import resolve_root
 
 
 def work(module):

@@ -13,7 +13,8 @@ import pytest
 
 from ctr import mediatypes as mt
 from ctr.errors import CorruptContent, NotFound
-from ctr.store import REF_NAME, Descriptor, Store, resolve_root
+from ctr.fsutil import resolve_root
+from ctr.store import REF_NAME, Descriptor, Store
 
 
 def sha(data):

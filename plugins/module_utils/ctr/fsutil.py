@@ -16,6 +16,13 @@ import stat
 import tempfile
 
 TMP_PREFIX = '.tmp-'
+DEFAULT_ROOT = '/var/lib/ctr'
+
+
+def resolve_root(root=None):
+    """The store root: the argument, else ``$CTR_ROOT``, else ``/var/lib/ctr``."""
+    root = root or os.environ.get('CTR_ROOT') or DEFAULT_ROOT
+    return os.path.abspath(root)
 
 
 def fsync_dir(path):

@@ -11,7 +11,6 @@ as in Docker. Every mutating call takes ``check`` and then only predicts.
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 import re
 import time
@@ -22,6 +21,7 @@ from . import mediatypes as mt
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from .refs import Reference
 from .store import REF_NAME, Descriptor, Store
+from .timestamps import rfc3339
 
 _GOARCH = {'x86_64': 'amd64', 'amd64': 'amd64', 'aarch64': 'arm64', 'arm64': 'arm64', 'armv7l': 'arm',
            'armv6l': 'arm', 'i386': '386', 'i686': '386', 'ppc64le': 'ppc64le', 's390x': 's390x',
@@ -50,14 +50,6 @@ def source_date_epoch():
         return int(value)
     except ValueError:
         raise InvalidArgument('SOURCE_DATE_EPOCH "%s" is not a whole number of seconds' % value)
-
-
-def rfc3339(ts):
-    """A timestamp as Docker writes it: UTC, ``Z``, nanoseconds trimmed to what we have."""
-    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc)
-    if dt.microsecond:
-        return dt.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-    return dt.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 @dataclass
@@ -472,4 +464,4 @@ def _open_source(path, option):
         raise KernelError.from_oserror('open %s' % option, path, exc)
 
 
-__all__ = ['Image', 'ImageStore', 'Outcome', 'host_platform', 'rfc3339', 'CtrError']
+__all__ = ['Image', 'ImageStore', 'Outcome', 'host_platform', 'CtrError']

@@ -36,15 +36,8 @@ from . import fsutil
 from . import mediatypes as mt
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 
-DEFAULT_ROOT = '/var/lib/ctr'
 REF_NAME = 'org.opencontainers.image.ref.name'
 CHUNK = 1 << 20
-
-
-def resolve_root(root=None):
-    """The store root: the argument, else ``$CTR_ROOT``, else ``/var/lib/ctr``."""
-    root = root or os.environ.get('CTR_ROOT') or DEFAULT_ROOT
-    return os.path.abspath(root)
 
 
 def digest_hex(digest):
@@ -241,7 +234,7 @@ class Store:
     """One store root. Cheap to construct; :meth:`init` creates the layout on first write."""
 
     def __init__(self, root=None):
-        self.root = resolve_root(root)
+        self.root = fsutil.resolve_root(root)
         self.oci_dir = os.path.join(self.root, 'oci')
         self.blob_dir = os.path.join(self.oci_dir, 'blobs', 'sha256')
         self.layers_dir = os.path.join(self.root, 'layers')

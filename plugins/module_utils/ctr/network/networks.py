@@ -28,11 +28,11 @@ import re
 import time
 
 from .. import fsutil
+from ..fsutil import DEFAULT_ROOT
 from ..errors import Conflict, CorruptContent, InvalidArgument, NotFound
 
 DEFAULT_NETWORK = 'ctr'
 DEFAULT_BRIDGE = 'ctr0'
-DEFAULT_ROOT = '/var/lib/ctr'
 DRIVERS = ('bridge',)
 OPT_BRIDGE = 'com.docker.network.bridge.name'
 OPT_MTU = 'com.docker.network.driver.mtu'

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 from .. import fsutil
 from ..errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
-from ..images import rfc3339
-from ..store import resolve_root
+from ..fsutil import resolve_root
+from ..timestamps import rfc3339
 
 _NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_.-]*$')
 _ID_RE = re.compile(r'^[0-9a-f]{64}$')

@@ -18,7 +18,6 @@ import time
 
 from .. import fsutil
 from ..errors import Conflict, CtrError, InvalidArgument, NotFound
-from ..images import ImageStore
 from .caps import effective_caps, normalize_caps
 from .containers import Container, ContainerStore, State, new_id, now, validate_name
 from .procs import parent_of, process_start_time
@@ -50,8 +49,16 @@ class Runtime:
     """Containers of one store root."""
 
     def __init__(self, root=None):
-        self.images = ImageStore(root)
-        self.containers = ContainerStore(self.images.store.root)
+        self.containers = ContainerStore(root)
+        self._images = None
+
+    @property
+    def images(self):
+        """The store's images: made on first use (exec, stop, logs and inspect of a container need none)."""
+        if self._images is None:
+            from ..images import ImageStore
+            self._images = ImageStore(self.containers.root)
+        return self._images
 
     # -- reading -----------------------------------------------------------
 

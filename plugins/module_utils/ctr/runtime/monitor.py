@@ -31,7 +31,7 @@ import signal
 import time
 
 from .. import libc
-from ..images import rfc3339
+from ..timestamps import rfc3339
 from .procs import process_start_time
 
 LOG_MAX = 10 << 20              # bytes before the log rotates (one old file kept)
