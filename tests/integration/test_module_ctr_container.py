@@ -95,7 +95,7 @@ def test_each_option_create_repeat_change(ctr, option, first, second):
     ({'stop_signal': 'SIGNOPE'}, ['stop_signal']),
     ({'name': 'bad name'}, ['bad name']),
     ({'user': 'nobody-here'}, ['nobody-here']),
-    ({'volumes': ['relative:/x']}, ['volumes']),
+    ({'volumes': ['relative/sub:/x']}, ['volumes']),
     ({'mounts': [{'type': 'bind', 'source': '/no/such/dir', 'target': '/x'}]}, ['/no/such/dir']),
     ({'tmpfs': ['notabs']}, ['tmpfs']),
     ({'restart_retries': -1}, ['restart_retries']),

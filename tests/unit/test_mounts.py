@@ -70,12 +70,11 @@ def test_volume_entries(text, expected):
     ('/srv:/proc', InvalidArgument, 'inside /proc'),
     ('/srv:/proc/sys/kernel', InvalidArgument, 'inside /proc'),
     ('/srv\0:/data', InvalidArgument, 'NUL'),
-    ('/data', CtrError, 'anonymous volume, and volumes are not supported yet'),
     ('data', InvalidArgument, 'must be absolute'),
-    ('mydata:/data', CtrError, 'names the volume "mydata", and volumes are not supported yet'),
-    ('my.data_1:/data:ro', CtrError, 'not supported yet'),
+    ('my data:/data', InvalidArgument, 'must be absolute (or a volume name'),
+    ('mydata:/data:rshared', InvalidArgument, 'a volume takes no propagation'),
 ])
-def test_bad_volume_entries(text, error, words):
+def test_bad_volume_entries(text, error, words):   # pylint: disable=unused-argument
     with pytest.raises(error) as err:
         mountspec.parse_volume(text)
     assert words in err.value.msg
@@ -114,8 +113,11 @@ def test_mount_entries(entry, expected, src):
 @pytest.mark.parametrize('entry, error, words', [
     ('/a:/b', InvalidArgument, 'is not a dict'),
     ({'type': 'bind', 'source': '/', 'target': '/x', 'readonly': True}, InvalidArgument, 'unknown key "readonly"'),
-    ({'source': '/srv', 'target': '/x'}, CtrError, 'of type volume (the default), and volumes are not supported'),
-    ({'type': 'volume', 'source': 'v', 'target': '/x'}, CtrError, 'volumes are not supported yet'),
+    ({'source': '/srv', 'target': '/x'}, InvalidArgument, 'volume name \'/srv\' of the mount on "/x" is not a name'),
+    ({'type': 'volume', 'source': 'vv', 'target': '/x', 'propagation': 'rslave'}, InvalidArgument,
+     'a volume takes no propagation'),
+    ({'type': 'volume', 'target': '/x', 'no_copy': 'yes'}, InvalidArgument, 'no_copy \'yes\''),
+    ({'type': 'bind', 'source': '/', 'target': '/x', 'no_copy': True}, InvalidArgument, 'no_copy applies to volumes'),
     ({'type': 'npipe', 'source': '/', 'target': '/x'}, InvalidArgument, 'type "npipe" of the mount on "/x"'),
     ({'type': 'bind', 'source': '/'}, InvalidArgument, 'container path is missing'),
     ({'type': 'bind', 'source': '/', 'target': 'x'}, InvalidArgument, 'container path "x"'),
@@ -222,7 +224,6 @@ def test_the_cli_mount_flag(text, expected):
 
 
 @pytest.mark.parametrize('text, error, words', [
-    ('type=volume,source=v,target=/v,volume-nocopy', CtrError, 'volumes are not supported yet'),
     ('type=bind,source=/a,target=/b,foo=bar', InvalidArgument, 'unexpected field "foo=bar"'),
     ('type=bind,source,target=/b', InvalidArgument, 'unexpected field "source"'),
     ('type=bind,source=/a,target=/b,readonly=maybe', InvalidArgument, 'readonly "maybe"'),
@@ -375,3 +376,36 @@ def test_mount_points_of_the_wrong_kind_are_refused(hostile, spec, words):
     with pytest.raises(CtrError) as err:
         mounts._open_mount_point(root_fd, spec, spec.type == 'tmpfs')     # pylint: disable=protected-access
     assert words in err.value.msg
+
+
+# -- volumes ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text, expected', [
+    ('/data', MountSpec('volume', '', '/data', origin='volumes')),
+    ('mydata:/data', MountSpec('volume', 'mydata', '/data', origin='volumes')),
+    ('my.data_1:/data/:ro,nocopy', MountSpec('volume', 'my.data_1', '/data', read_only=True, origin='volumes',
+                                              mode='ro,nocopy', no_copy=True)),
+])
+def test_volume_mounts_named_and_anonymous(text, expected):
+    assert mountspec.parse_volume(text) == expected
+    assert mountspec.from_host_config(mountspec.to_host_config([expected])) == [expected]
+
+
+def test_volume_mounts_from_the_mounts_option_and_the_cli_flag():
+    spec = mountspec.parse_mount({'type': 'volume', 'source': 'vv', 'target': '/v', 'read_only': True,
+                                  'no_copy': True})
+    assert spec == MountSpec('volume', 'vv', '/v', read_only=True, origin='mounts', no_copy=True)
+    assert mountspec.to_host_config([spec])['Mounts'] == [
+        {'Type': 'volume', 'Source': 'vv', 'Target': '/v', 'ReadOnly': True, 'VolumeOptions': {'NoCopy': True}}]
+    assert mountspec.from_host_config(mountspec.to_host_config([spec])) == [spec]
+    assert mountspec.parse_mount({'target': '/anon'}) == MountSpec('volume', '', '/anon', origin='mounts')
+    assert mountspec.parse_mount_flag('type=volume,source=v,target=/v,volume-nocopy') == {
+        'type': 'volume', 'source': 'v', 'target': '/v', 'no_copy': True}
+
+
+def test_inspect_shows_volumes_by_name_and_mountpoint():
+    specs = [mountspec.parse_volume('data:/d:ro'), mountspec.parse_volume('/anon')]
+    shown = mountspec.inspect_mounts(specs, lambda s: (s.source or 'f' * 64, '/v/%s/_data' % (s.source or 'f' * 64)))
+    assert shown[0] == {'Type': 'volume', 'Name': 'data', 'Source': '/v/data/_data', 'Destination': '/d',
+                        'Driver': 'local', 'Mode': 'ro', 'RW': False, 'Propagation': ''}
+    assert shown[1]['Name'] == 'f' * 64 and shown[1]['RW'] is True

@@ -89,6 +89,7 @@ class Container:
     State: State = field(default_factory=State)
     ImageManifest: str = ''     # the manifest the container was made from: a gc root while the container exists
     NetworkingConfig: dict = field(default_factory=dict)    # Docker's: EndpointsConfig {network: {IPAMConfig, Aliases}}
+    AnonymousVolumes: dict = field(default_factory=dict)    # mount target -> the anonymous volume's name
 
     def config_json(self):
         out = asdict(self)
@@ -147,6 +148,7 @@ class ContainerStore:
                                              'Config', 'HostConfig')}
             fields['ImageManifest'] = config.get('ImageManifest', '')
             fields['NetworkingConfig'] = config.get('NetworkingConfig') or {}
+            fields['AnonymousVolumes'] = config.get('AnonymousVolumes') or {}
         except KeyError as exc:
             raise CorruptContent('container %s has a damaged record: %s is missing' % (container_id[:12], exc))
         return Container(State=State.from_json(state), **fields)

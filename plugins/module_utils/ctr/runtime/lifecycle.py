@@ -120,9 +120,18 @@ class Runtime:
         security.lookup_user(str(user), texts['/etc/passwd'], texts['/etc/group'])
 
     def commit_plan(self, container):
-        """Store a planned container (the name must still be free)."""
+        """Store a planned container (the name must still be free), and make the volumes it uses."""
+        from . import volumemounts
+        cfg = self._image_config(container)
+        volumemounts.assign(container, cfg)
         self.containers.create(container)
+        volumemounts.ensure(self.containers.root, container, cfg)
         return container
+
+    def _image_config(self, container):
+        """The ``config`` of the container's image ({} when the image is gone)."""
+        image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
+        return (image.config.get('config') or {}) if image is not None else {}
 
     @staticmethod
     def differences(existing, planned):
@@ -258,7 +267,10 @@ class Runtime:
             paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'], net.hosts, net.resolv)
             rootfs.mount(paths)
             try:
-                plan = self._plan(container, paths, net)
+                from . import volumemounts
+                volume_binds = volumemounts.bind_specs(self.containers.root, container,
+                                                       image.config.get('config') or {}, paths.merged)
+                plan = self._plan(container, paths, net, volume_binds)
                 monitor.spawn(container, self.containers, plan, paths)
             except BaseException:
                 if not self.containers.load(container.Id).State.MonitorPid:
@@ -324,7 +336,7 @@ class Runtime:
                                          options=host.get('DnsOptions'))
         return net
 
-    def _plan(self, container, paths, net):
+    def _plan(self, container, paths, net, volume_binds=()):
         from . import mountspec, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
@@ -332,7 +344,8 @@ class Runtime:
         caps = None if host.get('Privileged') else list(
             effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
         env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], home)
-        user_mounts = mountspec.from_host_config(host)
+        user_mounts = [m for m in mountspec.from_host_config(host) if m.type != mountspec.VOLUME]
+        user_mounts += list(volume_binds)
         if net.hosts_bind:          # live: rewritten in place as peers come and go
             user_mounts.append(mountspec.MountSpec(mountspec.BIND, net.hosts_bind, '/etc/hosts'))
         mode = host.get('NetworkMode') or 'none'
@@ -401,8 +414,9 @@ class Runtime:
             container = self.get(container.Id)
         return container.State.ExitCode
 
-    def remove(self, name, force=False):
-        """Remove a container (``force`` kills a running one first); returns whether it existed."""
+    def remove(self, name, force=False, keep_volumes=False):
+        """Remove a container (``force`` kills a running one first) and, unless ``keep_volumes``, its
+        anonymous volumes; returns whether it existed."""
         container = self.find(name)
         if container is None:
             return False
@@ -425,6 +439,9 @@ class Runtime:
         except ImportError:
             pass
         self.containers.remove_record(container)
+        if container.AnonymousVolumes and not keep_volumes:
+            from . import volumemounts
+            volumemounts.remove_anonymous(self.containers.root, container, self.containers.list())
         return True
 
     # -- exec -----------------------------------------------------------------
@@ -477,7 +494,7 @@ class Runtime:
         """Docker's ``container inspect`` shape."""
         directory = self.containers.dir(container.Id)
         from ..store import chain_ids
-        from . import mountspec, rootfs
+        from . import mountspec, rootfs, volumemounts
         image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
         layer_dirs = [self.images.store.layer_dir(c) for c in chain_ids(image.diff_ids)] if image else []
         state = {k: v for k, v in container.State.__dict__.items() if not k.startswith('Monitor')}
@@ -488,7 +505,9 @@ class Runtime:
             'Image': container.Image, 'RestartCount': container.State.RestartCount,
             'Config': container.Config, 'HostConfig': container.HostConfig,
             'GraphDriver': rootfs.paths(directory, layer_dirs).graph_driver(),
-            'Mounts': mountspec.inspect_mounts(mountspec.from_host_config(container.HostConfig)),
+            'Mounts': mountspec.inspect_mounts([m for m in mountspec.from_host_config(container.HostConfig)
+                                                if m.type != mountspec.VOLUME]) + volumemounts.inspect(
+                self.containers.root, container, (image.config.get('config') or {}) if image else {}),
             'LogPath': self.log_path(container), 'Platform': 'linux',
             'NetworkSettings': _network_settings(container, directory),
         }

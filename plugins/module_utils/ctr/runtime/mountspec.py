@@ -11,7 +11,8 @@
   (``docker run --mount``): a bind source must exist. Kept in ``HostConfig.Mounts``.
 * ``tmpfs: ["/ctr[:size=64m,mode=1777,...]"]`` (``docker run --tmpfs``). Kept in ``HostConfig.Tmpfs``.
 
-Named and anonymous volumes are refused for now with a message saying so. A tmpfs is
+``volumes: ["/ctr"]`` is an anonymous volume, ``volumes: ["name:/ctr[:ro,nocopy]"]`` a named one, and
+``mounts: [{type: volume, source, target, read_only, no_copy}]`` either. A tmpfs is
 ``nosuid,nodev,noexec`` unless its options say otherwise, as in Docker. Mounting them is
 :mod:`.mounts`' work; planning and comparing a container needs only this module.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .. import libc
-from ..errors import CtrError, InvalidArgument
+from ..errors import InvalidArgument
 
 BIND, TMPFS, VOLUME = 'bind', 'tmpfs', 'volume'
 DEFAULT_PROPAGATION = 'rprivate'
@@ -67,29 +68,25 @@ _TMPFS_DATA = {
 }
 _RAM_SIZE = re.compile(r'([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?\Z')
 _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
-_MOUNT_KEYS = ('type', 'source', 'target', 'read_only', 'propagation', 'tmpfs_size', 'tmpfs_mode')
+_MOUNT_KEYS = ('type', 'source', 'target', 'read_only', 'propagation', 'tmpfs_size', 'tmpfs_mode', 'no_copy')
 
 
 @dataclass(frozen=True)
 class MountSpec:
-    """One bind or tmpfs mount of a container, normalised (equal specs mean the same mount)."""
+    """One bind, tmpfs or volume mount of a container, normalised (equal specs mean the same mount)."""
 
-    type: str                       # 'bind' or 'tmpfs'
-    source: str                     # absolute host path (bind), '' (tmpfs)
+    type: str                       # 'bind', 'tmpfs' or 'volume'
+    source: str                     # absolute host path (bind), volume name ('' anonymous), '' (tmpfs)
     target: str                     # absolute, normalised path in the container
     read_only: bool = False
     propagation: str = DEFAULT_PROPAGATION
     options: Tuple[str, ...] = ()   # tmpfs: Docker's --tmpfs options but ro/rw ('size=64m', 'mode=1777', 'exec')
     origin: str = ORIGIN_MOUNTS     # 'volumes', 'mounts' or 'tmpfs': the option and HostConfig field it lives in
     mode: str = ''                  # volumes: the mode field as given ('ro', 'ro,z'); Docker's inspect Mode
+    no_copy: bool = False           # volume: no copy-up of the image's content into a new volume
 
 
 # -- parsing ----------------------------------------------------------------------------------------
-
-def _unsupported_volume(option, value, what):
-    return CtrError('%s: "%s" %s, and volumes are not supported yet; use a bind mount of an absolute host path '
-                    'or a tmpfs' % (option, value, what), option=option, value=value)
-
 
 def _invalid(option, value, message):
     return InvalidArgument('%s: %s' % (option, message), option=option, value=value)
@@ -131,24 +128,26 @@ def parse_volume(text):
     if len(fields) > 3:
         raise _invalid(option, text, '"%s" has more than three ":"-separated fields '
                        '(use /host/path:/container/path[:mode])' % text)
-    if len(fields) == 1:
-        _target(option, text, fields[0])
-        raise _unsupported_volume(option, text, 'is an anonymous volume')
+    if len(fields) == 1:             # an anonymous volume
+        return MountSpec(VOLUME, '', _target(option, text, fields[0]), origin=ORIGIN_VOLUMES)
     if len(fields) == 2 and _valid_mode(fields[1]):
         raise _invalid(option, text, '"%s" has no host path (an anonymous volume takes no mode)' % text)
     source, target = fields[0], fields[1]
     mode = fields[2] if len(fields) == 3 else ''
     if not source:
         raise _invalid(option, text, 'the host path of "%s" is empty; it must be an absolute path' % text)
-    if not source.startswith('/'):
-        if _VOLUME_NAME.match(source):
-            _target(option, text, target)
-            raise _unsupported_volume(option, text, 'names the volume "%s"' % source)
-        raise _invalid(option, text, 'host path "%s" of "%s" must be absolute' % (source, text))
     if not _valid_mode(mode):
         raise _invalid(option, text, 'mode "%s" of "%s" is not valid (a comma list of at most one each of ro or rw, '
                        'z or Z, a propagation such as rslave, and a consistency)' % (mode, text))
     parts = mode.split(',') if mode else []
+    if not source.startswith('/'):
+        if not _VOLUME_NAME.match(source):
+            raise _invalid(option, text, 'host path "%s" of "%s" must be absolute (or a volume name: letters, '
+                           'digits and _ . -)' % (source, text))
+        if any(p in PROPAGATIONS for p in parts):
+            raise _invalid(option, text, 'a volume takes no propagation, but "%s" has one' % text)
+        return MountSpec(VOLUME, source, _target(option, text, target), read_only='ro' in parts,
+                         origin=ORIGIN_VOLUMES, mode=mode, no_copy='nocopy' in parts)
     if 'nocopy' in parts:
         raise _invalid(option, text, 'mode "nocopy" of "%s" applies to volumes, not to a bind mount' % text)
     propagation = next((p for p in parts if p in PROPAGATIONS), DEFAULT_PROPAGATION)
@@ -183,15 +182,17 @@ def parse_mount(entry, check_source=True):
     given = {k: v for k, v in entry.items() if v is not None}
     kind = given.get('type', VOLUME)
     target = _target(option, entry, given.get('target'))
-    if kind == VOLUME:
-        raise _unsupported_volume(option, target, 'is of type volume%s' % ('' if 'type' in given else ' (the default)'))
-    if kind not in (BIND, TMPFS):
+    if kind not in (BIND, TMPFS, VOLUME):
         raise _invalid(option, entry, 'type "%s" of the mount on "%s" is not bind, tmpfs or volume' % (kind, target))
     read_only = given.get('read_only', False)
     if not isinstance(read_only, bool):
         raise _invalid(option, entry, 'read_only %r of the mount on "%s" is not a boolean' % (read_only, target))
     if kind == BIND:
         return _bind_from_entry(entry, given, target, read_only, check_source)
+    if kind == VOLUME:
+        return _volume_from_entry(entry, given, target, read_only)
+    if 'no_copy' in given:
+        raise _invalid(option, entry, 'no_copy applies to volumes, not to the tmpfs on "%s"' % target)
     for key in ('source', 'propagation'):
         if given.get(key) not in (None, ''):
             raise _invalid(option, entry, 'a tmpfs takes no %s, but the one on "%s" has %s %r'
@@ -206,8 +207,25 @@ def parse_mount(entry, check_source=True):
     return MountSpec(TMPFS, '', target, read_only=read_only, options=tuple(options), origin=ORIGIN_MOUNTS)
 
 
+def _volume_from_entry(entry, given, target, read_only):
+    option = ORIGIN_MOUNTS
+    for key in ('tmpfs_size', 'tmpfs_mode', 'propagation'):
+        if key in given:
+            raise _invalid(option, entry, 'a volume takes no %s, but the one on "%s" has %r' % (key, target, given[key]))
+    source = given.get('source') or ''
+    if source and (not isinstance(source, str) or not _VOLUME_NAME.match(source)):
+        raise _invalid(option, entry, 'volume name %r of the mount on "%s" is not a name (letters, digits and _ . -)'
+                       % (source, target))
+    no_copy = given.get('no_copy', False)
+    if not isinstance(no_copy, bool):
+        raise _invalid(option, entry, 'no_copy %r of the mount on "%s" is not a boolean' % (no_copy, target))
+    return MountSpec(VOLUME, source, target, read_only=read_only, origin=ORIGIN_MOUNTS, no_copy=no_copy)
+
+
 def _bind_from_entry(entry, given, target, read_only, check_source):
     option = ORIGIN_MOUNTS
+    if 'no_copy' in given:
+        raise _invalid(option, entry, 'no_copy applies to volumes, not to the bind mount on "%s"' % target)
     for key in ('tmpfs_size', 'tmpfs_mode'):
         if key in given:
             raise _invalid(option, entry, 'a bind mount takes no %s, but the one on "%s" has %r'
@@ -325,8 +343,8 @@ def parse_mount_flag(text):
             entry[keys[key]] = value
         elif key == 'consistency':
             continue                        # macOS only; Docker ignores it on Linux
-        elif key.startswith('volume-'):
-            raise _unsupported_volume(ORIGIN_MOUNTS, text, 'has volume options')
+        elif key == 'volume-nocopy':
+            entry['no_copy'] = not sep or value.lower() in ('true', '1')
         else:
             raise _invalid(ORIGIN_MOUNTS, text, 'unexpected field "%s" in "%s"' % (field, text))
     return entry
@@ -338,7 +356,9 @@ def to_host_config(specs):
     """``{'Binds': [...], 'Mounts': [...], 'Tmpfs': {...}}`` as Docker keeps them in a container's HostConfig."""
     binds, mounts, tmpfs = [], [], {}
     for spec in specs:
-        if spec.origin == ORIGIN_VOLUMES:
+        if spec.origin == ORIGIN_VOLUMES and spec.type == VOLUME and not spec.source:
+            binds.append(spec.target)           # an anonymous volume, as docker run -v /path keeps it
+        elif spec.origin == ORIGIN_VOLUMES:
             binds.append('%s:%s%s' % (spec.source, spec.target, ':' + spec.mode if spec.mode else ''))
         elif spec.origin == ORIGIN_TMPFS:
             tmpfs[spec.target] = ','.join(spec.options + (('ro',) if spec.read_only else ()))
@@ -357,6 +377,8 @@ def _api_mount(spec):
         out['ReadOnly'] = True
     if spec.type == BIND and spec.propagation != DEFAULT_PROPAGATION:
         out['BindOptions'] = {'Propagation': spec.propagation}
+    if spec.type == VOLUME and spec.no_copy:
+        out['VolumeOptions'] = {'NoCopy': True}
     if spec.type == TMPFS:
         data = dict(o.split('=', 1) for o in spec.options)
         tmpfs_options = {}
@@ -376,15 +398,24 @@ def from_host_config(host_config):
         bind_options, tmpfs_options = item.get('BindOptions') or {}, item.get('TmpfsOptions') or {}
         entries.append({'type': item.get('Type'), 'source': item.get('Source') or None, 'target': item.get('Target'),
                         'read_only': bool(item.get('ReadOnly')), 'propagation': bind_options.get('Propagation'),
-                        'tmpfs_size': tmpfs_options.get('SizeBytes'), 'tmpfs_mode': tmpfs_options.get('Mode')})
+                        'tmpfs_size': tmpfs_options.get('SizeBytes'), 'tmpfs_mode': tmpfs_options.get('Mode'),
+                        'no_copy': True if (item.get('VolumeOptions') or {}).get('NoCopy') else None})
     return parse_all(host_config.get('Binds') or (), entries, host_config.get('Tmpfs') or {}, check_source=False)
 
 
-def inspect_mounts(specs):
-    """Docker inspect's ``Mounts``: binds and ``mounts`` tmpfs (Docker leaves ``--tmpfs`` ones out)."""
+def inspect_mounts(specs, volume_source=None):
+    """Docker inspect's ``Mounts``: binds, volumes and ``mounts`` tmpfs (Docker leaves ``--tmpfs`` ones out).
+
+    ``volume_source(spec)`` gives a volume's ``(name, mountpoint)``.
+    """
     out = []
     for spec in specs:
         if spec.origin == ORIGIN_TMPFS:
+            continue
+        if spec.type == VOLUME:
+            name, source = volume_source(spec) if volume_source else (spec.source, '')
+            out.append({'Type': VOLUME, 'Name': name, 'Source': source, 'Destination': spec.target,
+                        'Driver': 'local', 'Mode': spec.mode, 'RW': not spec.read_only, 'Propagation': ''})
             continue
         out.append({'Type': spec.type, 'Source': spec.source, 'Destination': spec.target, 'Mode': spec.mode,
                     'RW': not spec.read_only, 'Propagation': spec.propagation if spec.type == BIND else ''})
