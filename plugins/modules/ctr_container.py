@@ -66,16 +66,20 @@ options:
     type: dict
   volumes:
     description:
-      - Bind mounts in Docker's C(-v) syntax, C(/host/path:/container/path[:ro|rw][,propagation]).
-      - The host path must be absolute; a missing host directory is created, as Docker does.
-      - Named and anonymous volumes come with M(daemonless.ctr.ctr_volume) in a later release.
+      - Docker's C(-v) syntax. C(/host/path:/container/path[:ro|rw][,propagation]) is a bind mount; the host path
+        must be absolute, and a missing host directory is created, as Docker does.
+      - C(name:/container/path[:ro][,nocopy]) mounts the named volume (made when missing, see
+        M(daemonless.ctr.ctr_volume)); C(/container/path) alone is an anonymous volume (a random 64-hex name),
+        removed with the container unless O(keep_volumes).
+      - A new, empty volume is first filled with what the image has at that path, unless C(nocopy).
+        The image's C(VOLUME) paths get anonymous volumes too.
     type: list
     elements: str
   mounts:
     description:
-      - Mounts as dicts with C(type) (V(bind) or V(tmpfs)), C(source), C(target), C(read_only),
-        C(propagation), C(tmpfs_size), C(tmpfs_mode), as Docker's C(--mount).
-      - A bind source must exist.
+      - Mounts as dicts with C(type) (V(bind), V(tmpfs) or V(volume), the default), C(source), C(target),
+        C(read_only), C(propagation), C(tmpfs_size), C(tmpfs_mode), C(no_copy), as Docker's C(--mount).
+      - A bind source must exist; a volume's C(source) is its name (none for an anonymous volume).
     type: list
     elements: dict
   tmpfs:
@@ -193,6 +197,11 @@ options:
     description: Restart a running container even when it matches.
     type: bool
     default: false
+  keep_volumes:
+    description: When the container is removed (O(state=absent), a recreate, O(cleanup)), keep its anonymous
+      volumes; named volumes are always kept.
+    type: bool
+    default: false
 author:
   - daemonless.ctr contributors (@daemonless)
 seealso:
@@ -200,7 +209,6 @@ seealso:
   - module: daemonless.ctr.ctr_image
   - module: daemonless.ctr.ctr_network
 notes:
-  - Named and anonymous volumes come in a later release.
   - Bridge networks need the C(pyroute2) Python package and nftables (the C(nft) command) on the managed host.
 '''
 
@@ -315,7 +323,7 @@ def work(module):
     if p['state'] == 'absent':
         if existing is not None:
             if not check:
-                rt.remove(existing.Id, force=True)
+                rt.remove(existing.Id, force=True, keep_volumes=p['keep_volumes'])
             actions.append('removed %s' % p['name'])
         return dict(changed=bool(actions), actions=actions, container={}, diff=diff(before, {}))
 
@@ -338,7 +346,7 @@ def work(module):
     if existing is not None and (differences or p['recreate']):
         actions.append('recreated %s (%s)' % (p['name'], ', '.join(differences) or 'recreate requested'))
         if not check:
-            rt.remove(existing.Id, force=True)
+            rt.remove(existing.Id, force=True, keep_volumes=p['keep_volumes'])
         container = None
     if container is None:
         if not actions:
@@ -367,7 +375,7 @@ def work(module):
                     result['status'] = rt.wait(container.Id)
                     result['output'] = ''.join(text for _stream, text in rt.logs(container.Id))
                     if p['cleanup']:
-                        rt.remove(container.Id, force=True)
+                        rt.remove(container.Id, force=True, keep_volumes=p['keep_volumes'])
                         actions.append('removed %s' % p['name'])
                         container = None
     elif p['state'] == 'stopped' and container is not None and (
@@ -428,6 +436,7 @@ def main():
             cleanup=dict(type='bool', default=False),
             recreate=dict(type='bool', default=False),
             restart=dict(type='bool', default=False),
+            keep_volumes=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

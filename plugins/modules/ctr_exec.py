@@ -13,7 +13,7 @@ description:
     container's PID 1 (a fork after joining its PID namespace, so the command is really inside it), its cgroup,
     its root, its capability set and C(no_new_privs); its masked paths hold since they are mounts of the
     namespace joined.
-  - The environment is the image's C(Env), then the container's O(ctr_container#module:env), then O(env); the
+  - The environment is the image's C(Env), then the container's O(daemonless.ctr.ctr_container#module:env), then O(env); the
     working directory defaults to the container's.
   - Like M(ansible.builtin.command), a non-zero exit fails the task (with RV(rc), RV(stdout) and RV(stderr) in the
     result), and O(creates) or O(removes) make it idempotent.

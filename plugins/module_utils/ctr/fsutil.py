@@ -100,11 +100,38 @@ def _unlink_quietly(path):
         pass
 
 
+def _unescape(field):
+    """mountinfo's octal escapes (``\\040`` for a space)."""
+    import re
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_points(under=None, mountinfo='/proc/self/mountinfo'):
+    """Mount points of this mount namespace; with ``under``, those at or below that path (deepest first)."""
+    try:
+        with open(mountinfo, 'r', encoding='utf-8', errors='surrogateescape') as f:
+            points = [_unescape(line.split()[4]) for line in f if len(line.split()) > 4]
+    except OSError:
+        return []
+    if under is None:
+        return points
+    base = os.path.abspath(under).rstrip('/') or '/'
+    hits = [p for p in points if p == base or p.startswith(base + '/')]
+    return sorted(set(hits), key=len, reverse=True)
+
+
+def is_mount_point(path):
+    """Is ``path`` a mount point here, a bind of the same filesystem included (os.path.ismount misses those)?"""
+    return os.path.abspath(path) in mount_points(under=path)
+
+
 def remove_tree(path):
     """Remove a file or a directory tree without following symlinks; missing is fine.
 
     Directories are made writable first, so trees holding read-only
-    directories (as image layers do) go too.
+    directories (as image layers do) go too. A mount point met inside the tree
+    (another filesystem) is never entered: the removal stops with OSError EBUSY
+    naming it, and what lies beyond is left alone.
     """
     try:
         st = os.lstat(path)
@@ -113,14 +140,17 @@ def remove_tree(path):
     if not stat.S_ISDIR(st.st_mode):
         _unlink_quietly(path)
         return
-    _remove_dir_contents(path)
+    busy = mount_points(under=path)
+    if busy:            # a bind of the same filesystem keeps st_dev: mountinfo is what tells
+        raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', busy[0])
+    _remove_dir_contents(path, st.st_dev)
     try:
         os.rmdir(path)
     except FileNotFoundError:
         pass
 
 
-def _remove_dir_contents(path):
+def _remove_dir_contents(path, device):
     try:
         os.chmod(path, 0o700)
     except OSError:
@@ -129,7 +159,9 @@ def _remove_dir_contents(path):
         entries = list(it)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            _remove_dir_contents(entry.path)
+            if entry.stat(follow_symlinks=False).st_dev != device or os.path.ismount(entry.path):
+                raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', entry.path)
+            _remove_dir_contents(entry.path, device)
             try:
                 os.rmdir(entry.path)
             except OSError as exc:
@@ -137,3 +169,5 @@ def _remove_dir_contents(path):
                     raise
         else:
             _unlink_quietly(entry.path)
+
+

@@ -202,7 +202,7 @@ class VolumeStore:
         volume = self.get(name)
         data = self.mountpoint(name)
         kind = volume.options.get('type')
-        if not kind or os.path.ismount(data):
+        if not kind or fsutil.is_mount_point(data):
             return data
         opts = [o for o in volume.options.get('o', '').split(',') if o]
         try:
@@ -218,12 +218,16 @@ class VolumeStore:
         return data
 
     def _unmount(self, name):
+        """Take the volume's tmpfs or bind off ``_data`` (all of them, if stacked); never delete through one."""
         data = self.mountpoint(name)
-        if os.path.ismount(data):
+        for _attempt in range(8):
+            if not fsutil.is_mount_point(data):
+                return
             try:
                 libc.umount(data, libc.MNT_DETACH)
             except OSError as exc:
                 raise KernelError.from_oserror('umount', data, exc)
+        raise Conflict('volume %s: %s is still a mount point; left as it is' % (name, data))
 
     def inspect(self, volume):
         """Docker's ``volume inspect`` shape."""
