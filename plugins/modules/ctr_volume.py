@@ -41,8 +41,8 @@ options:
   driver_options:
     description:
       - The local driver's options, as Docker's C(--opt).
-      - V({type: tmpfs, o: "size=64m,mode=1777"}) is a tmpfs (its content goes when the volume does).
-      - V({type: none, o: bind, device: /srv/data}) binds a host directory.
+      - C(type=tmpfs) with C(o=size=64m,mode=1777) is a tmpfs (its content goes when the volume does).
+      - C(type=none) with C(o=bind) and C(device=/srv/data) binds a host directory.
     type: dict
   labels:
     description: Labels of the volume.

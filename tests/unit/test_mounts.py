@@ -384,7 +384,7 @@ def test_mount_points_of_the_wrong_kind_are_refused(hostile, spec, words):
     ('/data', MountSpec('volume', '', '/data', origin='volumes')),
     ('mydata:/data', MountSpec('volume', 'mydata', '/data', origin='volumes')),
     ('my.data_1:/data/:ro,nocopy', MountSpec('volume', 'my.data_1', '/data', read_only=True, origin='volumes',
-                                              mode='ro,nocopy', no_copy=True)),
+                                             mode='ro,nocopy', no_copy=True)),
 ])
 def test_volume_mounts_named_and_anonymous(text, expected):
     assert mountspec.parse_volume(text) == expected

@@ -169,5 +169,3 @@ def _remove_dir_contents(path, device):
                     raise
         else:
             _unlink_quietly(entry.path)
-
-
