@@ -228,3 +228,22 @@ def test_cli_exec_it_gives_a_real_terminal(runtime, sleeper, store_root):
             proc.kill()
         os.close(master)
     assert '/dev/pts/0' in text and '33 101' in text and 'typed-42' in text, text
+
+
+@pytest.mark.parametrize('args, expected', [
+    ({'argv': ['pwd'], 'chdir': '/tmp'}, '/tmp'),
+    ({'argv': ['pwd']}, '/srv'),                                        # the container's working directory
+    ({'argv': ['sh', '-c', 'echo $IMG-$CTR-$MINE'], 'env': {'MINE': 3}}, '1-2-3'),
+    ({'argv': ['id', '-u'], 'user': 'nobody'}, '65534'),
+    ({'argv': ['id', '-u'], 'user': '65534:65534'}, '65534'),
+    ({'argv': ['id', '-u']}, '0'),
+    ({'argv': ['cat'], 'stdin': 'a', 'stdin_add_newline': False}, 'a'),
+])
+def test_module_options(ctr_exec, args, expected):
+    result = ctr_exec(**args)
+    assert result['changed'] and result['stdout'] == expected, result
+
+
+def test_module_bad_chdir_fails_clearly(ctr_exec):
+    result = ctr_exec(argv=['true'], chdir='relative')
+    assert result['failed'] and 'working_dir "relative"' in result['msg']
