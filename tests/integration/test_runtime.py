@@ -275,3 +275,25 @@ def test_unknown_user_fails_at_create_once_the_image_is_unpacked(runtime):
         runtime.create('busybox', command=['true'], user='ghost')
     assert 'ghost' in err.value.msg
     assert runtime.list() == []
+
+
+def test_boot_starts_what_the_restart_policies_say(runtime):
+    """After a reboot (monitors and processes gone, no daemon to notice), ``boot`` does Docker's daemon's job."""
+    made = {}
+    for name, policy in (('always', 'always'), ('unless', 'unless-stopped'), ('stopped', 'unless-stopped'),
+                         ('never', 'no')):
+        c = runtime.create('busybox', command=['sleep', '60'], name=name, restart_policy=policy, network_mode='none')
+        runtime.start(c.Id)
+        made[name] = c.Id
+    runtime.stop('stopped', timeout=0)                  # stopped by a user: unless-stopped stays stopped
+    for name in ('always', 'unless', 'never'):          # the "reboot"
+        state = runtime.get(name).State
+        os.kill(state.MonitorPid, signal.SIGKILL)
+        os.kill(state.Pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(runtime.get(n).State.Running for n in ('always', 'unless', 'never')):
+        time.sleep(0.05)
+    assert sorted(name for name, error in runtime.boot() if error is None) == ['always', 'unless']
+    assert runtime.get('always').State.Running and runtime.get('unless').State.Running
+    assert not runtime.get('stopped').State.Running and not runtime.get('never').State.Running
+    assert runtime.boot() == []                         # a second boot finds nothing to do

@@ -422,6 +422,22 @@ def _args_logs(s):
     s.set_defaults(func=_logs)
 
 
+def _args_boot(s):
+    s.set_defaults(func=_boot)
+
+
+def _boot(args):
+    from .runtime.lifecycle import Runtime
+    status = 0
+    for name, error in Runtime(args.root).boot():
+        if error:
+            _err('ctr: error: %s: %s' % (name, error))
+            status = 1
+        else:
+            _out(name)
+    return status
+
+
 def _args_start(s):
     s.add_argument('names', nargs='+', metavar='CONTAINER')
     s.set_defaults(func=_start)
@@ -491,6 +507,7 @@ COMMANDS = {
     'ps': ('list containers', _args_ps),
     'logs': ('show a container\'s output', _args_logs),
     'start': ('start containers', _args_start),
+    'boot': ('start the containers whose restart policy says so (at boot: no daemon does it)', _args_boot),
     'stop': ('stop containers', _args_stop),
     'rm': ('remove containers', _args_rm),
     'import': ('import a rootfs directory or tarball as a one-layer image', _args_import),

@@ -444,6 +444,27 @@ class Runtime:
             volumemounts.remove_anonymous(self.containers.root, container, self.containers.list())
         return True
 
+    def boot(self):
+        """Start what a restart policy says should run after the host came up: what Docker's daemon does.
+
+        ``always``: every such container not running; ``unless-stopped``: those not stopped by a
+        user (no stop marker). Returns ``[(name, error or None)]``; one failure stops no other.
+        """
+        from .monitor import stop_marker
+        out = []
+        for container in self.list():
+            policy = (container.HostConfig.get('RestartPolicy') or {}).get('Name') or 'no'
+            if container.State.Running or policy not in ('always', 'unless-stopped'):
+                continue
+            if policy == 'unless-stopped' and os.path.exists(stop_marker(self.containers.dir(container.Id))):
+                continue
+            try:
+                self.start(container.Id)
+                out.append((container.Name, None))
+            except CtrError as exc:
+                out.append((container.Name, exc.msg))
+        return out
+
     # -- exec -----------------------------------------------------------------
 
     def exec(self, name, argv, env=None, user=None, workdir=None, stdin=None, detach=False):
