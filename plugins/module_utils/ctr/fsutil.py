@@ -67,12 +67,12 @@ def canonical_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
 
 
-def atomic_write_json(path, obj, mode=0o644, pretty=False):
+def atomic_write_json(path, obj, mode=0o644, pretty=False, durable=True):
     if pretty:
         data = json.dumps(obj, sort_keys=True, indent=2).encode('utf-8') + b'\n'
     else:
         data = canonical_json(obj)
-    atomic_write(path, data, mode)
+    atomic_write(path, data, mode, durable)
 
 
 def read_json(path, default=None):

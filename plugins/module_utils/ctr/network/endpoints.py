@@ -319,7 +319,7 @@ def reap(root, store):
         if stale:
             for ip in stale:
                 del network.allocations[ip]
-            store.save(network)
+            store.save(network, durable=False)
 
 
 def check_ports(root, port_bindings, name=None):
@@ -388,7 +388,8 @@ def _attach(root, store, container, container_dir, wirer):
             'Hostname': container.Config.get('Hostname') or '', 'ExtraHosts': container.HostConfig.get('ExtraHosts') or [],
             'Published': [{'HostIp': h, 'HostPort': p, 'ContainerPort': c, 'Proto': proto, 'IPAddress': first}
                           for h, p, c, proto in published]}
-    fsutil.atomic_write_json(os.path.join(container_dir, SETTINGS_FILE), data, 0o600, pretty=True)
+    fsutil.atomic_write_json(os.path.join(container_dir, SETTINGS_FILE), data, 0o600, pretty=True,
+                             durable=False)
     _refresh(root, store, {n.name for n in networks})
     return data
 
@@ -440,12 +441,13 @@ def disconnect(root, network_name, container_id):
             data['Order'] = [n for n in data['Order'] if n != network_name]
             if first == network_name:
                 data['Published'] = []          # they went to the address just taken away
-            fsutil.atomic_write_json(os.path.join(container_dir, SETTINGS_FILE), data, 0o600, pretty=True)
+            fsutil.atomic_write_json(os.path.join(container_dir, SETTINGS_FILE), data, 0o600, pretty=True,
+                                     durable=False)
         network = store.find(network_name)
         if network is not None:
             for ip in [ip for ip, cid in network.allocations.items() if cid == container_id]:
                 del network.allocations[ip]
-            store.save(network)
+            store.save(network, durable=False)
         _refresh(root, store, {network_name})
 
 

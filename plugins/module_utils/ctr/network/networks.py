@@ -256,9 +256,10 @@ class NetworkStore:
             raise NotFound('network "%s" does not exist' % (name,), network=name)
         return network
 
-    def save(self, network):
+    def save(self, network, durable=True):
+        """Write the record; ``durable=False`` for allocations (runtime state: a reboot frees them anyway)."""
         fsutil.makedirs(self.base, 0o700)
-        fsutil.atomic_write_json(self._path(network.name), network.to_json(), 0o600, pretty=True)
+        fsutil.atomic_write_json(self._path(network.name), network.to_json(), 0o600, pretty=True, durable=durable)
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -346,7 +347,7 @@ class NetworkStore:
             del network.allocations[held]
         address = network.free_address(wanted)
         network.allocations[str(address)] = container_id
-        self.save(network)
+        self.save(network, durable=False)
         return network, address
 
     def release(self, container_id):
@@ -357,7 +358,7 @@ class NetworkStore:
             if held:
                 for ip in held:
                     del network.allocations[ip]
-                self.save(network)
+                self.save(network, durable=False)
                 changed.append(network)
         return changed
 
