@@ -224,3 +224,25 @@ def test_remove_tree_never_deletes_through_a_mount(tmp_path):
         subprocess.run(['umount', str(tree / 'sub' / 'mnt')], check=False)
     fsutil.remove_tree(str(tree))
     assert not tree.exists() and (precious / 'keep.txt').exists()
+
+
+def test_cli_network_and_volume_commands(store_root):
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), '..', '..', 'plugins', 'module_utils'))
+
+    def ctr(*args):
+        proc = subprocess.run([sys.executable, '-m', 'ctr', '--root', str(store_root)] + list(args), env=env,
+                              capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+    assert ctr('network', 'create', '--subnet', '172.29.98.0/24', '--internal', 'cli-net')[0] == 0
+    code, out, _err = ctr('network', 'inspect', 'cli-net')
+    assert code == 0 and json.loads(out)[0]['Internal'] is True
+    assert 'cli-net' in ctr('network', 'ls')[1]
+    assert ctr('network', 'rm', 'cli-net') == (0, 'cli-net\n', '')
+    assert ctr('volume', 'create', '--label', 'k=v', 'cli-vol')[0] == 0
+    assert json.loads(ctr('volume', 'inspect', 'cli-vol')[1])[0]['Labels'] == {'k': 'v'}
+    assert 'cli-vol' in ctr('volume', 'ls')[1]
+    code, out, err = ctr('volume', 'rm', 'cli-vol', 'nosuch')
+    assert code == 1 and out == 'cli-vol\n' and 'no such volume: nosuch' in err
