@@ -471,8 +471,8 @@ def _network(args):
     root = resolve_root(args.root)
     store = NetworkStore(root)
     if args.verb == 'ls':
-        rows = [('NETWORK ID', 'NAME', 'DRIVER', 'SUBNET')] + [(n.id[:12], n.name, n.driver, str(n.subnet))
-                                                              for n in store.list()]
+        rows = [('NETWORK ID', 'NAME', 'DRIVER', 'SUBNET')]
+        rows += [(n.id[:12], n.name, n.driver, str(n.subnet)) for n in store.list()]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
             _out('   '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
