@@ -60,10 +60,11 @@ options:
     type: bool
     default: false
   creates:
-    description: A path inside the container; when it exists, the command is not run.
+    description: A path inside the container (relative to O(chdir), else the container's working directory; no
+      glob); when it exists, the command is not run.
     type: str
   removes:
-    description: A path inside the container; when it does not exist, the command is not run.
+    description: A path inside the container (as O(creates)); when it does not exist, the command is not run.
     type: str
   strip_empty_ends:
     description: Strip empty lines from the end of RV(stdout) and RV(stderr).
@@ -160,7 +161,7 @@ def work(module):
         raise InvalidArgument('container %s is not running (%s)' % (container.Name, container.State.Status),
                               container=container.Name)
     for option, want in (('creates', False), ('removes', True)):
-        if p[option] and rt.path_exists(container, p[option]) != want:
+        if p[option] and rt.path_exists(container, p[option], p['chdir']) != want:
             reason = 'exists' if not want else 'does not exist'
             return dict(changed=False, msg='skipped, since %s %s' % (p[option], reason), rc=0, stdout='', stderr='',
                         stdout_lines=[], stderr_lines=[])

@@ -246,3 +246,40 @@ def test_cli_network_and_volume_commands(store_root):
     assert 'cli-vol' in ctr('volume', 'ls')[1]
     code, out, err = ctr('volume', 'rm', 'cli-vol', 'nosuch')
     assert code == 1 and out == 'cli-vol\n' and 'no such volume: nosuch' in err
+
+
+def test_copy_up_remakes_fifos_and_leaves_device_nodes_out(store_root, busybox_rootfs):
+    special = busybox_rootfs / 'special'
+    special.mkdir()
+    os.mkfifo(str(special / 'pipe'))
+    os.mknod(str(special / 'null-again'), 0o600 | 0o020000, os.makedev(1, 3))
+    rt = Runtime(str(store_root))
+    rt.images.import_rootfs(str(busybox_rootfs), 'special', changes=['CMD ["sh"]', 'VOLUME /special'])
+    code, out, c = run(rt, 'ls -A /special', image='special')
+    assert code == 0 and out.split() == ['pipe']
+    rt.remove(c.Id)
+
+
+def test_bind_volume_options_and_removal_while_running(runtime, store_root, tmp_path):
+    device = tmp_path / 'ro-device'
+    device.mkdir()
+    store = VolumeStore(str(store_root))
+    store.create('ro-bind', driver_options={'type': 'none', 'o': 'bind,ro', 'device': str(device)})
+    c = runtime.create('busybox', command=['sh', '-c', 'touch /b/x 2>&1; sleep 60'], volumes=['ro-bind:/b'],
+                       network_mode='none')
+    runtime.start(c.Id)
+    with pytest.raises(Conflict) as err:        # mounted by a running container: not even with force
+        store.remove('ro-bind', runtime.containers.list(), force=True)
+    assert 'running' in err.value.msg
+    runtime.stop(c.Id, timeout=0)
+    assert not (device / 'x').exists()
+    assert 'Read-only file system' in ''.join(t for _s, t in runtime.logs(c.Id))
+    assert store.remove('ro-bind', runtime.containers.list(), force=True)
+
+
+def test_an_image_volume_docker_would_refuse_fails_at_create(store_root, busybox_rootfs):
+    rt = Runtime(str(store_root))
+    rt.images.import_rootfs(str(busybox_rootfs), 'badvol', changes=['CMD ["sh"]', 'VOLUME /proc/sys'])
+    with pytest.raises(InvalidArgument) as err:
+        rt.create('badvol', command=['true'], network_mode='none')
+    assert 'inside /proc' in err.value.msg

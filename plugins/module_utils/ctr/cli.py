@@ -176,6 +176,9 @@ def _exec(args):
     if not args.command:
         _err('ctr: error: exec needs a command')
         return 2
+    if args.tty and args.interactive and not sys.stdin.isatty():
+        _err('ctr: error: the input device is not a TTY (-i -t needs one; drop -t to pipe input)')
+        return 2
     if args.tty and not args.detach:
         return _exec_tty(Runtime(args.root), args)
     data = sys.stdin.buffer.read() if args.interactive else None

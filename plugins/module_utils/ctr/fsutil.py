@@ -128,9 +128,11 @@ def is_mount_point(path):
 def remove_tree(path):
     """Remove a file or a directory tree without following symlinks; missing is fine.
 
-    Directories are made writable first, so trees holding read-only
-    directories (as image layers do) go too. A mount point met inside the tree
-    (another filesystem) is never entered: the removal stops with OSError EBUSY
+    The walk goes by directory descriptors (``openat`` with ``O_NOFOLLOW``, ``unlinkat``), so a
+    directory swapped for a symlink meanwhile (by a container sharing the tree) fails the
+    removal instead of leading it out. Directories are made writable first (``fchmod``), so
+    trees holding read-only directories (as image layers do) go too. A mount point in the tree,
+    a bind of the same filesystem included, is never entered: the removal stops with EBUSY
     naming it, and what lies beyond is left alone.
     """
     try:
@@ -143,29 +145,44 @@ def remove_tree(path):
     busy = mount_points(under=path)
     if busy:            # a bind of the same filesystem keeps st_dev: mountinfo is what tells
         raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', busy[0])
-    _remove_dir_contents(path, st.st_dev)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _remove_contents(fd, st.st_dev, path)
+    finally:
+        os.close(fd)
     try:
         os.rmdir(path)
     except FileNotFoundError:
         pass
 
 
-def _remove_dir_contents(path, device):
+def _remove_contents(dir_fd, device, shown):
     try:
-        os.chmod(path, 0o700)
+        os.fchmod(dir_fd, 0o700)
     except OSError:
         pass
-    with os.scandir(path) as it:
-        entries = list(it)
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            if entry.stat(follow_symlinks=False).st_dev != device or os.path.ismount(entry.path):
-                raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', entry.path)
-            _remove_dir_contents(entry.path, device)
+    for name in os.listdir(dir_fd):
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
             try:
-                os.rmdir(entry.path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-        else:
-            _unlink_quietly(entry.path)
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            continue
+        where = os.path.join(shown, name)
+        if st.st_dev != device:
+            raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', where)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if os.fstat(child).st_dev != device:
+                raise OSError(errno.EBUSY, 'a mount point is in the way of the removal; left as it is', where)
+            _remove_contents(child, device, where)
+        finally:
+            os.close(child)
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass

@@ -64,13 +64,17 @@ def normalize_options(options):
             raise InvalidArgument('driver_options: a tmpfs volume takes no device', option='driver_options')
         for opt in filter(None, out.get('o', '').split(',')):
             key = opt.partition('=')[0]
-            if key not in _TMPFS_KEYS and opt not in ('ro', 'rw', 'noexec', 'nosuid', 'nodev', 'exec'):
+            if key not in _TMPFS_KEYS and opt not in ('ro', 'rw', 'noexec'):
                 raise InvalidArgument('driver_options: tmpfs option "%s" is not one of %s'
                                       % (opt, ', '.join(_TMPFS_KEYS)), option='driver_options', value=opt)
     elif kind == 'none':
         parts = [p for p in out.get('o', '').split(',') if p]
         if not {'bind', 'rbind'} & set(parts):
             raise InvalidArgument('driver_options: type none needs o: bind (a bind of device)', option='driver_options')
+        unknown = sorted(set(parts) - {'bind', 'rbind', 'ro', 'rw', 'noexec'})
+        if unknown:
+            raise InvalidArgument('driver_options: bind option "%s" is not one of bind, rbind, ro, rw, noexec'
+                                  % unknown[0], option='driver_options', value=unknown[0])
         if not out.get('device', '').startswith('/'):
             raise InvalidArgument('driver_options: a bind volume needs device, an absolute host path',
                                   option='driver_options')
@@ -167,7 +171,7 @@ class VolumeStore:
             volume = Volume(name, driver, labels, options, anonymous=anonymous)
             directory = self.dir(name)
             fsutil.makedirs(self.base, 0o700)
-            tmp = directory + '.tmp-' + os.urandom(4).hex()
+            tmp = os.path.join(self.base, '.tmp-%s-%s' % (name, os.urandom(4).hex()))   # never a volume name
             os.mkdir(tmp, 0o700)
             os.mkdir(os.path.join(tmp, '_data'), 0o755)
             fsutil.atomic_write_json(os.path.join(tmp, 'volume.json'), volume.to_json(), 0o600, pretty=True)
@@ -179,18 +183,25 @@ class VolumeStore:
         return [c for c in containers if name in volume_names(c)]
 
     def remove(self, name, containers=(), force=False):
-        """Remove a volume; in use by one of ``containers`` it fails unless ``force``. Returns whether it existed."""
+        """Remove a volume; in use by one of ``containers`` it fails unless ``force``. Returns whether it existed.
+
+        A volume a running container has mounted is never removed, ``force`` or not (as Docker).
+        """
         with self.lock():
             volume = self.find(name)
             if volume is None:
                 return False
             users = self.users(name, containers)
+            running = [c for c in users if c.State.Running]
+            if running:
+                raise Conflict('volume %s is mounted by running container(s) %s: stop them first'
+                               % (name, ', '.join(sorted(c.Name for c in running))), volume=name)
             if users and not force:
                 raise Conflict('volume %s is in use by container(s) %s: remove them first, or use force'
                                % (name, ', '.join(sorted(c.Name for c in users))), volume=name)
             self._unmount(name)
             directory = self.dir(name)
-            gone = directory + '.gone-' + os.urandom(4).hex()
+            gone = os.path.join(self.base, '.gone-%s-%s' % (name, os.urandom(4).hex()))
             os.rename(directory, gone)          # not listed from here on, even if the removal is cut short
             fsutil.remove_tree(gone)
         return True
@@ -205,14 +216,16 @@ class VolumeStore:
         if not kind or fsutil.is_mount_point(data):
             return data
         opts = [o for o in volume.options.get('o', '').split(',') if o]
+        flags = (libc.MS_RDONLY if 'ro' in opts else 0) | (libc.MS_NOEXEC if 'noexec' in opts else 0)
         try:
             if kind == 'tmpfs':
-                flags = libc.MS_RDONLY if 'ro' in opts else 0
                 data_opts = ','.join(o for o in opts if '=' in o)
                 libc.mount('tmpfs', data, 'tmpfs', flags | libc.MS_NOSUID | libc.MS_NODEV, data_opts or None)
             else:
                 recursive = libc.MS_REC if 'rbind' in opts else 0
                 libc.mount(volume.options['device'], data, None, libc.MS_BIND | recursive)
+                if flags:       # a bind takes its flags from a remount
+                    libc.mount(None, data, None, libc.MS_REMOUNT | libc.MS_BIND | libc.MS_NOSUID | flags)
         except OSError as exc:
             raise KernelError.from_oserror('mount volume %s on' % name, data, exc)
         return data
@@ -250,17 +263,19 @@ def copy_up(source_dir_fd, dest):
     """Docker's copy-up: what the image has at a volume's mount point, into the new, empty volume ``dest``.
 
     ``source_dir_fd`` is a descriptor of that directory inside the container's rootfs (resolved
-    safely by the caller); symlinks are copied as symlinks, never followed; modes, owners and
-    times are kept.
+    safely by the caller; no container runs on it yet). Symlinks are copied as symlinks, never
+    followed; FIFOs and sockets are made again; device nodes are left out (a volume is no place
+    for them, and a host-side node would outlive every device rule); modes, owners and times
+    are kept. The caller copies only into a volume that no running container has mounted.
     """
     src = '/proc/self/fd/%d' % source_dir_fd
     st = os.fstat(source_dir_fd)
     for entry in os.listdir(src):
         s, d = os.path.join(src, entry), os.path.join(dest, entry)
         if os.path.isdir(s) and not os.path.islink(s):
-            shutil.copytree(s, d, symlinks=True, copy_function=shutil.copy2)
+            shutil.copytree(s, d, symlinks=True, copy_function=_copy_entry)
         else:
-            shutil.copy2(s, d, follow_symlinks=False)
+            _copy_entry(s, d)
     for directory, dirs, files in os.walk(dest):
         rel = os.path.relpath(directory, dest)
         for entry in dirs + files:
@@ -271,6 +286,16 @@ def copy_up(source_dir_fd, dest):
                 os.chmod(path, stat.S_IMODE(theirs.st_mode))       # chown cleared set-id bits
     os.chown(dest, st.st_uid, st.st_gid)
     os.chmod(dest, stat.S_IMODE(st.st_mode))
+
+
+def _copy_entry(src, dst):
+    st = os.lstat(src)
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        os.mknod(dst, stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode))
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return
+    else:
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 __all__ = ['Volume', 'VolumeStore', 'copy_up', 'new_anonymous_name', 'normalize_options', 'validate_name',

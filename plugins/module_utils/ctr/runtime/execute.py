@@ -48,10 +48,10 @@ class ExecResult:
 class ExecPlan:
     """Everything the joiner needs, computed by the caller before it forks."""
 
-    __slots__ = ('pid', 'argv', 'env', 'cwd', 'uid', 'gid', 'groups', 'caps', 'no_new_privs', 'cgroup')
+    __slots__ = ('pid', 'argv', 'env', 'cwd', 'uid', 'gid', 'groups', 'caps', 'no_new_privs', 'cgroup', 'pid_start')
 
-    def __init__(self, pid, argv, env, cwd, uid, gid, groups, caps, no_new_privs, cgroup):
-        self.pid, self.argv, self.env, self.cwd = pid, argv, env, cwd
+    def __init__(self, pid, argv, env, cwd, uid, gid, groups, caps, no_new_privs, cgroup, pid_start=None):
+        self.pid, self.argv, self.env, self.cwd, self.pid_start = pid, argv, env, cwd, pid_start
         self.uid, self.gid, self.groups, self.caps, self.no_new_privs = uid, gid, groups, caps, no_new_privs
         self.cgroup = cgroup
 
@@ -87,6 +87,9 @@ def open_pty(pid):
         master = os.open('/proc/%d/root/dev/pts/ptmx' % pid, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise CtrError('exec: cannot open the container\'s /dev/pts/ptmx: %s' % (exc.strerror or exc))
+    if os.fstat(master).st_rdev != os.makedev(5, 2):        # a ptmx, not what a container put in its place
+        os.close(master)
+        raise CtrError('exec: the container\'s /dev/pts/ptmx is not a pseudo-terminal multiplexer')
     try:
         fcntl.ioctl(master, 0x40045431, struct.pack('i', 0))                  # TIOCSPTLCK: unlock
         slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)   # TIOCGPTPEER
@@ -120,10 +123,16 @@ def _start(plan, stdio, detach, tty=False, ours=()):
     ``fail_r`` reads the command's start error, or EOF once it has exec'd; the caller closes it.
     ``ours``: the caller's ends of the command's pipes, which the joiner must not hold open.
     """
+    from .procs import process_start_time
     try:
         ns_fds = _namespace_fds(plan.pid)
     except OSError as exc:
         raise Conflict('the container\'s PID 1 (%d) is gone: %s' % (plan.pid, exc.strerror))
+    joined = {name for name, _flag, _fd in ns_fds}
+    if (plan.pid_start and process_start_time(plan.pid) != plan.pid_start) or not {'mnt', 'pid'} <= joined:
+        for _name, _flag, fd in ns_fds:         # PID 1 exited and its PID went to another process
+            os.close(fd)
+        raise Conflict('the container\'s PID 1 (%d) is gone (its PID now names another process)' % plan.pid)
     fail_r, fail_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -237,6 +246,9 @@ def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach, tty=False):
     """In the joiner (a child of the caller): join, fork the command, wait for it."""
     from . import start
     try:
+        # not dumpable until execve: no process of the container may open our /proc/PID/exe, mem or fds
+        # (the runc CVE-2019-5736 pattern), and no core of the caller's memory lands in the container
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         os.setsid()
         for name, flag, fd in ns_fds:
             try:
@@ -259,12 +271,7 @@ def _joiner(plan, ns_fds, stdio, fail_w, pid_w, detach, tty=False):
         os._exit(0)             # the command goes on, the host's init (or a subreaper) reaps it
     _pid, status = os.waitpid(child, 0)
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError, RuntimeError):
-            pass                                    # SIGKILL, SIGSTOP: default already
-        os.kill(os.getpid(), sig)                   # the same death, so the caller sees it
+        os._exit(128 + os.WTERMSIG(status))         # the shell's convention; never a core of ours
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 127)
 
 
@@ -345,7 +352,7 @@ def prepare(container, argv, env=None, user=None, workdir=None):
     except (ImportError, CtrError, OSError):
         cgroup = None
     return ExecPlan(state.Pid, list(argv), environment, cwd, who.uid, who.gid, list(who.additional_gids), caps,
-                    bool(host.get('NoNewPrivileges')), cgroup)
+                    bool(host.get('NoNewPrivileges')), cgroup, state.PidStart or None)
 
 
 __all__ = ['ExecPlan', 'ExecResult', 'open_pty', 'prepare', 'run', 'start_tty', 'wait']

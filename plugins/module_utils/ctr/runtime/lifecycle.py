@@ -17,7 +17,7 @@ import signal
 import time
 
 from .. import fsutil
-from ..errors import Conflict, CtrError, InvalidArgument, NotFound
+from ..errors import Conflict, CtrError, InvalidArgument, KernelError, NotFound
 from .caps import effective_caps, normalize_caps
 from .containers import Container, ContainerStore, State, new_id, now, validate_name
 from .procs import parent_of, process_start_time
@@ -472,19 +472,27 @@ class Runtime:
         from . import execute
         return execute.run(execute.prepare(self.get(name), argv, env, user, workdir), stdin, detach)
 
-    def path_exists(self, container, path):
-        """Does ``path`` exist inside the running container (resolved in its root, never outside)?"""
+    def path_exists(self, container, path, cwd=None):
+        """Does ``path`` exist inside the running container (resolved in its root, never outside)?
+
+        A relative ``path`` is taken from ``cwd``, else the container's working directory.
+        """
         from . import security
-        if not container.State.Running or not container.State.Pid:
+        state = container.State
+        if not state.Running or not state.Pid or (state.PidStart and process_start_time(state.Pid) != state.PidStart):
             raise Conflict('container %s is not running' % container.Name)
         if not path.startswith('/'):
-            path = (container.Config.get('WorkingDir') or '/').rstrip('/') + '/' + path
-        root = os.open('/proc/%d/root' % container.State.Pid, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            path = (cwd or container.Config.get('WorkingDir') or '/').rstrip('/') + '/' + path
+        root = os.open('/proc/%d/root' % state.Pid, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            if state.PidStart and process_start_time(state.Pid) != state.PidStart:
+                raise Conflict('container %s is not running' % container.Name)
             os.close(security.open_in_root(root, path))
             return True
         except (FileNotFoundError, NotADirectoryError):
             return False
+        except OSError as exc:
+            raise KernelError.from_oserror('look up inside container %s' % container.Name, path, exc)
         finally:
             os.close(root)
 

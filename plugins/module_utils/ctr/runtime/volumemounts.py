@@ -19,9 +19,9 @@ from . import mountspec
 
 
 def image_volumes(image_config):
-    """The image's ``VOLUME`` paths, normalised, sorted."""
+    """The image's ``VOLUME`` paths, normalised, sorted; one Docker would refuse (``/``, inside /proc) is an error."""
     paths = ((image_config or {}).get('Volumes') or {})
-    return sorted({'/' + os.path.normpath(p).lstrip('/') for p in paths if isinstance(p, str) and p.startswith('/')})
+    return sorted({mountspec.parse_volume(p).target for p in paths if isinstance(p, str)})
 
 
 def wanted(container, image_config=None):
@@ -60,13 +60,16 @@ def ensure(root, container, image_config):
 def bind_specs(root, container, image_config, merged):
     """The container's volumes as bind :class:`~.mountspec.MountSpec` (prepared, copied up where new and empty)."""
     from . import security
+    from .containers import ContainerStore
     store = vol.VolumeStore(root)
+    others = [c for c in ContainerStore(root).list() if c.Id != container.Id and c.State.Running]
     out = []
     for spec, _name in wanted(container, image_config):
         name = name_of(container, spec)
         store.create(name, anonymous=not spec.source)          # removed meanwhile (force): a new, empty one
         data = store.prepare(name)
-        if not spec.no_copy and not os.listdir(data):
+        shared = any(name in vol.volume_names(c) for c in others)     # a running container could race the copy
+        if not spec.no_copy and not shared and not os.listdir(data):
             root_fd = os.open(merged, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 try:
