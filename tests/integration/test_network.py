@@ -409,3 +409,42 @@ def test_two_networks_give_eth0_and_eth1_and_the_first_routes(runtime, store_roo
     assert ran.code == 0, ran.err
     assert 'eth0    inet 172.29.82.2/24' in ran.out and 'eth1    inet 172.29.83.2/24' in ran.out
     assert 'default via 172.29.82.1 dev eth0' in ran.out
+
+
+def test_networks_are_isolated_from_each_other(runtime, store_root, www):
+    store = NetworkStore(str(store_root))
+    store.create(store.plan('netA', subnet='172.29.84.0/24'))
+    store.create(store.plan('netB', subnet='172.29.85.0/24'))
+    web = start(runtime, 'httpd', '-f', '-p', '80', '-h', '/www', networks=['netB'], volumes=['%s:/www:ro' % www])
+    address = web['NetworkSettings']['Networks']['netB']['IPAddress']
+    probe = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 %s 80; echo rc=$?' % address
+    same = run(runtime, 'sh', '-c', 'sleep 0.5; ' + probe, networks=['netB'])
+    assert 'hello from the container' in same.out, same.out
+    other = run(runtime, 'sh', '-c', probe, networks=['netA'])
+    assert 'hello from the container' not in other.out, other.out
+
+
+def test_a_host_interface_cannot_be_a_networks_bridge_and_hostnames_are_checked(runtime, store_root):
+    store = NetworkStore(str(store_root))
+    for name in ('lo', 'ctr0', 'vethabc'):
+        with pytest.raises(CtrError) as err:
+            store.plan('stolen', subnet='172.29.86.0/24', options={'bridge_name': name})
+        assert name in err.value.msg
+    with pytest.raises(CtrError) as err:
+        runtime.create('busybox', command=['true'], hostname='web\n6.6.6.6 bank.example')
+    assert 'hostname' in err.value.msg and runtime.list() == []
+
+
+def test_disconnecting_from_two_networks_takes_the_right_veths(runtime, store_root):
+    from ctr.network import endpoints
+    store = NetworkStore(str(store_root))
+    store.create(store.plan('one', subnet='172.29.87.0/24'))
+    store.create(store.plan('two', subnet='172.29.88.0/24'))
+    c = start(runtime, 'sleep', '60', networks=['one', 'two'])
+    first, second = 'veth%s0' % c['Id'][:9], 'veth%s1' % c['Id'][:9]
+    assert first in links() and second in links()
+    endpoints.disconnect(str(store_root), 'one', c['Id'])
+    assert first not in links() and second in links()
+    endpoints.disconnect(str(store_root), 'two', c['Id'])
+    assert second not in links()
+    assert store.get('one').allocations == {} and store.get('two').allocations == {}

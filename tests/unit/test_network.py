@@ -279,6 +279,9 @@ def test_ruleset_replaces_our_table_whole():
     assert 'ip saddr 172.18.0.0/16 oifname != "br-x" masquerade' not in script     # internal: no way out
     assert 'iifname "br-x" oifname != "br-x" drop' in script
     assert 'iifname "ctr0" ip daddr 172.17.0.1 udp dport 53 dnat to 127.0.0.53:53' in script
+    assert 'iifname != "lo" ip daddr 127.0.0.0/8 drop' in script
+    assert 'oifname "ctr0" iifname != "ctr0" ct status dnat accept' in script
+    assert 'oifname "ctr0" iifname != "ctr0" drop' in script
     assert 'iifname "br-x" ip daddr' not in script
     assert 'ip saddr 127.0.0.0/8 oifname "ctr0" masquerade' in script
     assert nft.ruleset([], []) == 'table ip daemonless_ctr\ndelete table ip daemonless_ctr\n'

@@ -56,8 +56,16 @@ def is_loopback(address):
 
 def host_resolver(host_text=None):
     """The host's first loopback nameserver (what DNS to the gateway is forwarded to), or None."""
+    import ipaddress
     text = read('/etc/resolv.conf') if host_text is None else host_text
-    return next((ns for ns in nameservers(text) if is_loopback(ns) and ':' not in ns), None)
+    for ns in nameservers(text):
+        try:
+            address = ipaddress.IPv4Address(ns)
+        except ValueError:
+            continue                        # IPv6, or not an address at all: never into a rule
+        if address.is_loopback:
+            return str(address)
+    return None
 
 
 def resolv_conf(host_text=None, servers=None, search=None, options=None, gateway=None, upstream_text=None):

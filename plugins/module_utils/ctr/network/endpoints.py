@@ -32,6 +32,7 @@ from .. import fsutil, libc
 from ..errors import CtrError, KernelError
 from . import dns, nft
 from . import ports as portspec
+from .netlink import delete_link          # no pyroute2 at import: the codec loads on first use
 from .networks import DEFAULT_NETWORK, NetworkStore, mac_address, store_tag
 
 NETNS_FILE = 'netns'
@@ -195,6 +196,11 @@ class Wirer:
             self.pid = None
 
 
+def host_veth(container_id, endpoint):
+    """The host-side veth of an endpoint: ``veth`` + 9 hex of the ID + the number of its ``ethN``."""
+    return 'veth%s%s' % (container_id[:9], (endpoint.get('Interface') or 'eth0')[3:])
+
+
 def _wire(netns, links):
     """Bridges, veth pairs and addresses; ``links``: dicts with bridge, mtu, gateway, prefix, host, peer, ip, mac."""
     from .netlink import Netlink
@@ -203,6 +209,9 @@ def _wire(netns, links):
         with Netlink() as host, Netlink(ns_fd) as inside:
             for i, link in enumerate(links):
                 bridge = host.index(link['bridge'])
+                if bridge is not None and not os.path.isdir('/sys/class/net/%s/bridge' % link['bridge']):
+                    raise CtrError('interface %s of the host is not a bridge: it cannot be a network\'s'
+                                   % link['bridge'])
                 if bridge is None:
                     host.add_bridge(link['bridge'], link['mtu'])
                     bridge = host.index(link['bridge'])
@@ -349,7 +358,10 @@ def attach(root, container, container_dir, wirer=None):
             try:
                 return _attach(root, store, container, container_dir, wirer)
             except BaseException:
-                _detach(root, store, container.Id, container_dir)
+                try:
+                    _detach(root, store, container.Id, container_dir)
+                except Exception:       # pylint: disable=broad-except
+                    store.release(container.Id)     # the first error is the one to tell
                 raise
     finally:
         wirer.close()
@@ -403,6 +415,10 @@ def detach(root, container_id, container_dir):
 
 def _detach(root, store, container_id, container_dir):
     data = settings(container_dir) or {}
+    for endpoint in (data.get('Networks') or {}).values():
+        # gone with the namespace too, but not while anything else holds it (a joiner, an nsenter),
+        # and never later than now: the address and MAC go to the next container at once
+        delete_link(host_veth(container_id, endpoint))
     remove_netns(netns_path(container_dir))
     released = store.release(container_id)
     try:
@@ -434,7 +450,7 @@ def disconnect(root, network_name, container_id):
     with store.lock():
         data = settings(container_dir)
         if data and network_name in (data.get('Networks') or {}):
-            link = 'veth%s%d' % (container_id[:9], (data.get('Order') or []).index(network_name))
+            link = host_veth(container_id, data['Networks'][network_name])
             _in_child(_delete_links, [link])
             first = (data.get('Order') or [None])[0]
             del data['Networks'][network_name]
@@ -465,7 +481,9 @@ def remove_network(root, name, force=False):
         for cid in sorted(set(network.allocations.values())):
             disconnect(root, network.name, cid)
     store.remove(network.name)
-    _in_child(_delete_links, [network.bridge])
+    ports = '/sys/class/net/%s/brif' % network.bridge
+    if os.path.isdir(ports) and not [p for p in os.listdir(ports) if not p.startswith('veth')]:
+        _in_child(_delete_links, [network.bridge])      # a bridge, with nothing of anyone else's on it
     with store.lock():
         sync_rules(root, store, force=True)
     return network
@@ -510,10 +528,13 @@ def _hosts_text(data, attached):
 def write_hosts(container_dir, text):
     """Rewrite ``<container>/hosts`` in place: it is bind-mounted, a rename would leave the container the old one."""
     path = os.path.join(container_dir, HOSTS_FILE)
+    data = text.encode('utf-8')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, text.encode('utf-8'))
+        done = 0
+        while done < len(data):             # over the old text, never an empty file in between
+            done += os.pwrite(fd, data[done:], done)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
 
@@ -554,8 +575,8 @@ def sync_rules(root, store=None, attached=None, force=False):
     script = nft.ruleset(bridges, forwards, table)
     memo = os.path.join(store.base, '.nft-applied')
     stamp = '# boot %s\n' % _boot_id()
-    if not force and fsutil.read_text(memo) == stamp + script:
-        return
+    if not force and fsutil.read_text(memo) == stamp + script and (not bridges or nft.listed(table)):
+        return                  # unchanged, and still there (a `flush ruleset` would have taken it)
     if bridges or nft.listed(table):
         nft.apply(script, table)
     fsutil.makedirs(store.base, 0o700)

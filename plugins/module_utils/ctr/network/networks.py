@@ -59,6 +59,11 @@ def default_bridge(root):
     return DEFAULT_BRIDGE if not tag else 'ctr0-' + tag
 
 
+def is_bridge(name):
+    """Is interface ``name`` a bridge (it has /sys/class/net/NAME/bridge)?"""
+    return os.path.isdir('/sys/class/net/%s/bridge' % name)
+
+
 def default_pools():
     """Docker's default address pools, in order."""
     for second in range(17, 32):
@@ -187,6 +192,14 @@ def normalize_options(options):
     if OPT_BRIDGE in out and not _IFNAME_RE.match(out[OPT_BRIDGE]):
         raise InvalidArgument('options: bridge name "%s" is not an interface name (1-15 letters, digits, _ . -)'
                               % out[OPT_BRIDGE], option='options')
+    if OPT_BRIDGE in out:
+        name = out[OPT_BRIDGE]
+        if name == DEFAULT_BRIDGE or name.startswith(DEFAULT_BRIDGE + '-') or name.startswith('veth'):
+            raise InvalidArgument('options: bridge name "%s" is reserved (the default networks\' and veths\')'
+                                  % name, option='options')
+        if os.path.exists('/sys/class/net/%s' % name) and not is_bridge(name):
+            raise InvalidArgument('options: "%s" is an interface of the host, not a bridge' % name,
+                                  option='options')
     if OPT_MTU in out:
         if not out[OPT_MTU].isdigit() or not 68 <= int(out[OPT_MTU]) <= 65535:
             raise InvalidArgument('options: mtu "%s" is not a number from 68 to 65535' % out[OPT_MTU],

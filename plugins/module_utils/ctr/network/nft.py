@@ -20,7 +20,9 @@ What the rules do, per bridge in use:
   bridge goes to the host's loopback resolver when the host has one;
 * ``forward``: an internal bridge's traffic stays on the bridge.
 
-Our accept policies cannot override another table's drop: a host firewall that drops
+Nothing but ``lo`` may send to 127.0.0.0/8 (``route_localnet`` would otherwise open
+the host's loopback services to containers and neighbours), and nothing enters a bridge
+from elsewhere but replies and published ports. Our accept policies cannot override another table's drop: a host firewall that drops
 forwarded traffic must allow the bridges' (docs/networking.md says how).
 """
 
@@ -82,10 +84,20 @@ def ruleset(bridges, forwards, table=TABLE):
             fwd.append('oifname %s iifname != %s drop' % (br, br))
         else:
             post.append('ip saddr %s oifname != %s masquerade' % (b.subnet, br))
+            # into a bridge from elsewhere: replies, and published ports (DNAT); nothing else (another
+            # network's containers, a neighbour routing straight to a container's address)
+            fwd.append('oifname %s iifname != %s ct state established,related accept' % (br, br))
+            fwd.append('oifname %s iifname != %s ct status dnat accept' % (br, br))
+            fwd.append('oifname %s iifname != %s drop' % (br, br))
     for f in sorted(forwards, key=lambda x: (x.proto, x.host_port, x.host_ip)):
         match = ('ip daddr %s ' % f.host_ip) if f.host_ip else ''
         published.append('%s%s dport %d dnat to %s:%d' % (match, f.proto, f.host_port, f.ctr_ip, f.ctr_port))
-    lines = ['table ip %s {' % table, '  chain published {']
+    lines = ['table ip %s {' % table,
+             # route_localnet is on for our bridges: nothing but lo may send to 127.0.0.0/8 (a container's raw
+             # packet to the host's loopback services, a neighbour's to a port published on 127.0.0.1)
+             '  chain loopback {', '    type filter hook prerouting priority raw; policy accept;',
+             '    iifname != "lo" ip daddr 127.0.0.0/8 drop', '  }',
+             '  chain published {']
     lines += ['    ' + r for r in published]
     lines += ['  }', '  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;']
     lines += ['    ' + r for r in pre]

@@ -16,6 +16,7 @@ the traffic (nftables DNAT) hold no socket, so nothing else would notice.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -25,7 +26,7 @@ from ..errors import Conflict, InvalidArgument
 
 PROTOCOLS = ('tcp', 'udp')
 _SPEC = re.compile(r'^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):)?'
-                   r'(?:(?P<host>\d*(?:-\d+)?):)?(?P<ctr>\d+(?:-\d+)?)(?:/(?P<proto>[a-zA-Z]+))?$')
+                   r'(?:(?P<host>(?:\d+(?:-\d+)?)?):)?(?P<ctr>\d+(?:-\d+)?)(?:/(?P<proto>[a-zA-Z]+))?$')
 
 
 class PortBinding:
@@ -148,10 +149,14 @@ def _bindable(host_ip, port, proto):
     kind = socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, kind)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # a TIME_WAIT leftover is not a user
+        if proto == 'tcp':          # a TIME_WAIT leftover is not a user (for UDP it would hide real ones)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host_ip or '0.0.0.0', port))
         return True
-    except OSError:
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise InvalidArgument('published_ports: %s is not an address of this host' % host_ip,
+                                  option='published_ports', value=host_ip)
         return False
     finally:
         sock.close()

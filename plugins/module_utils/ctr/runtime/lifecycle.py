@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import time
 
@@ -179,6 +180,9 @@ class Runtime:
         cfg = img.config.get('config') or {}
         container_id = new_id()
         name = validate_name(name) if name else _generated_name(container_id)
+        if hostname is not None and not _HOSTNAME_RE.match(str(hostname)):
+            raise InvalidArgument('hostname "%s" is not a host name (letters, digits, "-" and ".", at most 253, '
+                                  'labels of at most 63)' % (hostname,), option='hostname', value=hostname)
         net_host_config, networking = netopts.plan(
             self.containers.root, network_mode, networks, published_ports, dns_servers, dns_search_domains,
             dns_options, etc_hosts, find_container=lambda text: self.containers.find(text, prefixes=False))
@@ -301,13 +305,17 @@ class Runtime:
         if options.is_bridge(mode):
             from ..network import endpoints
             data = endpoints.attach(self.containers.root, container, directory, wirer)
-            net.attached, net.netns = True, endpoints.netns_path(directory)
-            net.hosts_bind = os.path.join(directory, endpoints.HOSTS_FILE)
-            with open(net.hosts_bind, 'r', encoding='utf-8') as f:
-                net.hosts = f.read()
-            gateway = data['Networks'][data['Order'][0]]['Gateway']
-            net.resolv = dns.resolv_conf(servers=host.get('Dns'), search=host.get('DnsSearch'),
-                                         options=host.get('DnsOptions'), gateway=gateway)
+            try:
+                net.attached, net.netns = True, endpoints.netns_path(directory)
+                net.hosts_bind = os.path.join(directory, endpoints.HOSTS_FILE)
+                with open(net.hosts_bind, 'r', encoding='utf-8') as f:
+                    net.hosts = f.read()
+                gateway = data['Networks'][data['Order'][0]]['Gateway']
+                net.resolv = dns.resolv_conf(servers=host.get('Dns'), search=host.get('DnsSearch'),
+                                             options=host.get('DnsOptions'), gateway=gateway)
+            except BaseException:
+                endpoints.detach(self.containers.root, container.Id, directory)
+                raise
         elif mode.startswith(options.CONTAINER):
             other = self.containers.find(mode[len(options.CONTAINER):], prefixes=False)
             other = self.refresh(other) if other is not None else None
@@ -317,7 +325,10 @@ class Runtime:
             from ..network import endpoints
             other_dir = self.containers.dir(other.Id)
             held = endpoints.netns_path(other_dir)
-            net.netns = held if os.path.exists(held) and endpoints.settings(other_dir) else '/proc/%d/ns/net' % other.State.Pid
+            if os.path.exists(held) and endpoints.settings(other_dir):
+                net.netns = held
+            else:           # its PID 1's namespace: checked to be that process still at every (re)start
+                net.netns, net.netns_pid = '/proc/%d/ns/net' % other.State.Pid, (other.State.Pid, other.State.PidStart)
             for name in ('hosts', 'resolv.conf'):
                 try:
                     with open(os.path.join(other_dir, 'init', 'etc', name), 'r', encoding='utf-8') as f:
@@ -354,7 +365,8 @@ class Runtime:
                          network='host' if mode == 'host' else ('none' if mode == 'none' else 'join'),
                          netns=net.netns or '', uid=uid, gid=gid, groups=list(groups), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
-                         mask=not host.get('Privileged'), mounts=user_mounts, network_owned=net.attached)
+                         mask=not host.get('Privileged'), mounts=user_mounts, network_owned=net.attached,
+                         netns_pid=net.netns_pid)
 
     def stop(self, name, timeout=None):
         """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
@@ -420,6 +432,10 @@ class Runtime:
         container = self.find(name)
         if container is None:
             return False
+        with self._container_lock(container.Id):           # not under a start of the same container
+            return self._remove(self.get(container.Id), force, keep_volumes)
+
+    def _remove(self, container, force, keep_volumes):
         if container.State.Running or container.State.MonitorPid:
             if not force:
                 raise Conflict('container %s is running; stop it first or use force' % container.Name)
@@ -567,6 +583,11 @@ class _NetworkStart:
 
     def __init__(self):
         self.attached, self.netns, self.hosts, self.resolv, self.hosts_bind = False, None, None, None, None
+        self.netns_pid = None           # (pid, start time) when ``netns`` is a process's /proc/PID/ns/net
+
+
+_HOSTNAME_RE = re.compile(r'(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?'
+                          r'(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\Z')
 
 
 def _cap_names(names, option):

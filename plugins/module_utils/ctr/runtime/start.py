@@ -44,6 +44,7 @@ class StartPlan:
     network: str = 'none'           # 'none' (own netns, lo up), 'host', or 'join' (the namespace ``netns``)
     netns: str = ''                 # 'join': a held namespace (bridge networks) or another container's
     network_owned: bool = False     # the monitor detaches the container's networks when it is done for good
+    netns_pid: Optional[tuple] = None   # (pid, start time) when netns is /proc/PID/ns/net: that process, still
     uid: int = 0
     gid: int = 0
     groups: List[int] = field(default_factory=list)
@@ -65,7 +66,7 @@ def contain(plan, go_fd, error_fd):
             raise StartError('the monitor went away before the container was placed in its cgroup')
         os.close(go_fd)
         if plan.network == 'join':
-            _join_netns(plan.netns)
+            _join_netns(plan.netns, plan.netns_pid)
         _step('create namespaces', None, libc.unshare,
               _NS_FLAGS | (libc.CLONE_NEWNET if plan.network == 'none' else 0))
         if plan.network == 'none':
@@ -107,7 +108,12 @@ def contain(plan, go_fd, error_fd):
             os._exit(127)
 
 
-def _join_netns(path):
+def _join_netns(path, owner=None):
+    if owner is not None:       # a /proc/PID/ns/net: the process it was must still hold that PID
+        from .procs import process_start_time
+        pid, started = owner
+        if not started or process_start_time(pid) != started:
+            raise StartError('the container whose network this one joins (PID %d) is gone' % pid)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
