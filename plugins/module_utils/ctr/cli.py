@@ -220,23 +220,35 @@ def _exec_tty(runtime, args):
         if saved is not None:
             tty.setraw(ours)
         sources = [master] + ([sys.stdin.fileno()] if args.interactive else [])
+        os.set_blocking(master, False)
+        pending = b''                       # typed, not yet taken by the terminal: never a blocking write
         while True:
-            ready, _w, _x = select.select(sources, [], [])
+            readable = sources if len(pending) < (1 << 20) else [master]
+            ready, writable, _x = select.select(readable, [master] if pending else [], [])
+            if writable and pending:
+                try:
+                    pending = pending[os.write(master, pending):]
+                except BlockingIOError:
+                    pass
             if master in ready:
                 try:
                     data = os.read(master, 65536)
+                except BlockingIOError:
+                    data = None
                 except OSError:         # EIO: the last holder of the terminal has gone
                     data = b''
+                if data is None:
+                    continue
                 if not data:
                     break
                 os.write(sys.stdout.fileno(), data)
             if args.interactive and sys.stdin.fileno() in ready:
                 data = os.read(sys.stdin.fileno(), 65536)
                 if data:
-                    os.write(master, data)
+                    pending += data
                 else:
                     sources.remove(sys.stdin.fileno())
-                    os.write(master, b'\x04')          # end of input, as a terminal gives it
+                    pending += b'\x04'                 # end of input, as a terminal gives it
     finally:
         if saved is not None:
             termios.tcsetattr(ours, termios.TCSADRAIN, saved)

@@ -468,7 +468,12 @@ class Runtime:
         """
         from .monitor import stop_marker
         out = []
-        for container in self.list():
+        everything = self.list()
+        # a container:X container after X: it joins X's network namespace, which must be there
+        joins = {c.Id: (c.HostConfig.get('NetworkMode') or '')[len('container:'):] for c in everything
+                 if (c.HostConfig.get('NetworkMode') or '').startswith('container:')}
+        everything.sort(key=lambda c: 1 if c.Id in joins else 0)
+        for container in everything:
             policy = (container.HostConfig.get('RestartPolicy') or {}).get('Name') or 'no'
             if container.State.Running or policy not in ('always', 'unless-stopped'):
                 continue
