@@ -282,7 +282,7 @@ def test_two_containers_cannot_publish_the_same_port(runtime):
     with pytest.raises(Conflict) as err:
         runtime.create('busybox', command=['sleep', '60'], published_ports=['%d:81' % port])
     assert str(port) in err.value.msg
-    # the same container planned again (a task's repeat) does not clash with itself
+    # planning the same container again (a task's repeat) checks no port: nothing is made then
     assert runtime.plan('busybox', name='first', command=['sleep', '60'], published_ports=['%d:80' % port])
 
 

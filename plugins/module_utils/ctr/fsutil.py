@@ -100,7 +100,7 @@ def _unlink_quietly(path):
         pass
 
 
-def _unescape(field):
+def unescape_mountinfo(field):
     """mountinfo's octal escapes (``\\040`` for a space)."""
     import re
     return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
@@ -110,7 +110,7 @@ def mount_points(under=None, mountinfo='/proc/self/mountinfo'):
     """Mount points of this mount namespace; with ``under``, those at or below that path (deepest first)."""
     try:
         with open(mountinfo, 'r', encoding='utf-8', errors='surrogateescape') as f:
-            points = [_unescape(line.split()[4]) for line in f if len(line.split()) > 4]
+            points = [unescape_mountinfo(line.split()[4]) for line in f if len(line.split()) > 4]
     except OSError:
         return []
     if under is None:

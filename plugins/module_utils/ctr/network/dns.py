@@ -68,6 +68,18 @@ def host_resolver(host_text=None):
     return None
 
 
+def gateway_dns(host_text=None, upstream_text=None):
+    """Do containers on a bridge get their gateway as nameserver (the host resolves through loopback only)?
+
+    The same fallback :func:`resolv_conf` takes when given a gateway; the nftables rules
+    forward DNS to the gateway only then.
+    """
+    host_text = read('/etc/resolv.conf') if host_text is None else host_text
+    upstream = read(RESOLVED_UPSTREAM) if upstream_text is None else upstream_text
+    return not [ns for ns in nameservers(host_text) if not is_loopback(ns)] and \
+        not [ns for ns in nameservers(upstream) if not is_loopback(ns)]
+
+
 def resolv_conf(host_text=None, servers=None, search=None, options=None, gateway=None, upstream_text=None):
     """The container's resolv.conf (see the module docstring for the fallbacks)."""
     host_text = read('/etc/resolv.conf') if host_text is None else host_text

@@ -562,7 +562,7 @@ def sync_rules(root, store=None, attached=None, force=False):
     store = store or NetworkStore(root)
     attached = _attached(root) if attached is None else attached
     resolver = dns.host_resolver()
-    gateway_dns = _needs_gateway_dns()
+    gateway_dns = dns.gateway_dns()
     bridges, forwards = [], []
     for network in store.list():
         if os.path.exists('/sys/class/net/%s' % network.bridge):
@@ -589,13 +589,6 @@ def _boot_id():
             return f.read().strip()
     except OSError:
         return ''
-
-
-def _needs_gateway_dns():
-    """Do containers get their gateway as nameserver (the host resolves through loopback only)?"""
-    text = dns.read('/etc/resolv.conf')
-    return not [ns for ns in dns.nameservers(text) if not dns.is_loopback(ns)] and \
-        not [ns for ns in dns.nameservers(dns.read(dns.RESOLVED_UPSTREAM)) if not dns.is_loopback(ns)]
 
 
 __all__ = ['attach', 'check_ports', 'create_netns', 'detach', 'disconnect', 'endpoints_of', 'netns_path', 'network_containers',

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ..errors import CtrError, KernelError
+from ..fsutil import unescape_mountinfo
 from .limits import PERIOD_US, Limits, invalid as _invalid, quota as _quota
 
 DEFAULT_PARENT = 'ctr'
@@ -87,11 +88,6 @@ class Layout:
         return None
 
 
-def _unescape(field):
-    """mountinfo writes space, tab, newline and backslash in paths as octal escapes."""
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
-
-
 def parse_mountinfo(text):
     """The cgroup :class:`Layout` described by the text of a ``/proc/PID/mountinfo``.
 
@@ -106,7 +102,7 @@ def parse_mountinfo(text):
         if len(fields) < sep + 4:
             continue
         fstype, options = fields[sep + 1], fields[sep + 3].split(',')
-        root, point = _unescape(fields[3]), _unescape(fields[4])
+        root, point = unescape_mountinfo(fields[3]), unescape_mountinfo(fields[4])
         if fstype == 'cgroup2' and v2 is None:
             v2 = Mount(2, point, root, frozenset())
         elif fstype == 'cgroup':

@@ -123,6 +123,9 @@ class Runtime:
     def commit_plan(self, container):
         """Store a planned container (the name must still be free), and make the volumes it uses."""
         from . import volumemounts
+        if container.HostConfig.get('PortBindings'):    # a host port held fails before anything is made
+            from ..network import endpoints
+            endpoints.check_ports(self.containers.root, container.HostConfig['PortBindings'], container.Name)
         cfg = self._image_config(container)
         volumemounts.assign(container, cfg)
         self.containers.create(container)
@@ -213,9 +216,6 @@ class Runtime:
         }
         host_config.update(mountspec.to_host_config(user_mounts))
         host_config.update(net_host_config)
-        if host_config['PortBindings']:         # the host's state last: a port held fails before anything is made
-            from ..network import endpoints
-            endpoints.check_ports(self.containers.root, host_config['PortBindings'], name)
         return Container(Id=container_id, Name=name, Created=now(), Image=img.id, ImageName=image,
                          Path=argv[0], Args=argv[1:], Config=config, HostConfig=host_config, State=State(),
                          ImageManifest=img.manifest.digest, NetworkingConfig=networking)
