@@ -68,19 +68,9 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=$work/pycache
 ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
 
-# podman: a store, run dir and tmp dir of its own, the host's containers.conf (runc) otherwise as is
-mkdir -p "$work/podman"
-cat >"$work/podman/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/podman/root"
-runroot = "$work/podman/run"
-EOF
-awk -v tmp="$work/podman/tmp" '
-    { print } /^\[engine\]/ { print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\""; done = 1 }
-    END { if (!done) { print "[engine]"; print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\"" } }' \
-    /etc/containers/containers.conf 2>/dev/null >"$work/podman/containers.conf" || true
-export CONTAINERS_STORAGE_CONF=$work/podman/storage.conf CONTAINERS_CONF=$work/podman/containers.conf
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+podman_config
 runtime_state=$work/runtime-state
 
 cleanup() {
@@ -96,10 +86,7 @@ cleanup() {
         runc --root "$runtime_state" delete -f "$target" >/dev/null 2>&1
     done
     # never rm -rf across a mount left behind
-    awk -v w="$work" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r target; do
-        umount -l "$target" 2>/dev/null
-    done
-    rm -rf "$work"
+    release_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -108,18 +95,7 @@ trap 'exit 130' INT TERM
 
 started=$EPOCHREALTIME
 log "building busybox from $BUSYBOX into a temp store ..."
-rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,tmp,root}
-chmod 1777 "$rootfs/tmp"; chmod 0700 "$rootfs/root"
-cp "$BUSYBOX" "$rootfs/bin/busybox"
-for applet in $("$BUSYBOX" --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-ctr import --change 'CMD ["sh"]' "$rootfs" busybox:latest >/dev/null
-ctr save -o "$work/busybox.tar" busybox:latest
-podman load -q -i "$work/busybox.tar" >/dev/null
+busybox_image
 
 floor=runc
 floor_note=''
@@ -154,25 +130,6 @@ podman run --rm --pull=never --network none "$IMG" /bin/true
 
 # -- timing helpers ---------------------------------------------------------------------------
 
-child_cpu() { awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' "$1"; }
-
-# timed FILE ID LABEL CMD...: run CMD, append one TSV line to FILE
-timed() {
-    local file=$1 id=$2 lbl=$3 t0 t1 cpu0 cpu1
-    shift 3
-    times >"$work/times0"
-    t0=$EPOCHREALTIME
-    if ! "$@" >"$work/out" 2>&1; then
-        cat "$work/out" >&2
-        die "case \"$lbl\" failed: $*"
-    fi
-    t1=$EPOCHREALTIME
-    times >"$work/times1"
-    cpu0=$(child_cpu "$work/times0"); cpu1=$(child_cpu "$work/times1")
-    awk -v id="$id" -v l="$lbl" -v a="$t0" -v b="$t1" -v c="$cpu0" -v d="$cpu1" \
-        'BEGIN { printf "%s\t%s\t%.4f\t%.4f\n", id, l, b - a, d - c }' >>"$file"
-    awk -v l="$lbl" -v a="$t0" -v b="$t1" 'BEGIN { printf "  %-62s %7.3f s\n", l, b - a }' >&2
-}
 bench_table() { "$PYTHON" "$repo/bench/benchdoc.py" table "$@"; }
 bench_ratio() { "$PYTHON" "$repo/bench/benchdoc.py" ratio "$@"; }
 
@@ -318,41 +275,7 @@ if [ "$ANSIBLE_RUNS" -gt 0 ] && [ -n "$ANSIBLE_VENV" ] && [ -x "$ANSIBLE_VENV/bi
     log "case 3: Ansible tasks, $ANSIBLE_RUNS playbook runs"
     mkdir -p "$work/ansible/collections/ansible_collections/daemonless" "$work/ansible/callbacks"
     ln -s "$repo" "$work/ansible/collections/ansible_collections/daemonless/ctr"
-    # a callback that writes one TSV line per task: name, seconds from task start to its result
-    cat >"$work/ansible/callbacks/task_tsv.py" <<'EOF'
-from __future__ import annotations
-import os
-import time
-from ansible.plugins.callback import CallbackBase
-
-
-class CallbackModule(CallbackBase):
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = 'aggregate'
-    CALLBACK_NAME = 'task_tsv'
-    CALLBACK_NEEDS_ENABLED = False
-
-    def __init__(self):
-        super().__init__()
-        self.start = {}
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self.start[task._uuid] = time.monotonic()
-
-    def _done(self, result, failed=False):
-        task = result._task
-        seconds = time.monotonic() - self.start.get(task._uuid, time.monotonic())
-        changed = bool(result._result.get('changed'))
-        with open(os.environ['TASK_TSV'], 'a') as f:
-            f.write('%s\t%.4f\t%s\t%s\n' % (task.get_name(), seconds, 'changed' if changed else 'ok',
-                                           'failed' if failed else ''))
-
-    def v2_runner_on_ok(self, result):
-        self._done(result)
-
-    def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._done(result, failed=True)
-EOF
+    cp "$repo/bench/callbacks/task_tsv.py" "$work/ansible/callbacks/"   # one TSV line per task
     for order in ctr_first podman_first; do
         {
             echo '- hosts: localhost'

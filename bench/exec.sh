@@ -53,18 +53,9 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=$work/pycache
 ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
 
-mkdir -p "$work/podman"
-cat >"$work/podman/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/podman/root"
-runroot = "$work/podman/run"
-EOF
-awk -v tmp="$work/podman/tmp" '
-    { print } /^\[engine\]/ { print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\""; done = 1 }
-    END { if (!done) { print "[engine]"; print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\"" } }' \
-    /etc/containers/containers.conf 2>/dev/null >"$work/podman/containers.conf" || true
-export CONTAINERS_STORAGE_CONF=$work/podman/storage.conf CONTAINERS_CONF=$work/podman/containers.conf
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+podman_config
 
 cleanup() {
     local target
@@ -75,27 +66,13 @@ cleanup() {
         done
     fi
     podman rm -f -a -t 0 >/dev/null 2>&1
-    awk -v w="$work" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r target; do
-        umount -l "$target" 2>/dev/null
-    done
-    rm -rf "$work"
+    release_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 started=$EPOCHREALTIME
-rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,tmp,root}
-chmod 1777 "$rootfs/tmp"; chmod 0700 "$rootfs/root"
-cp "$BUSYBOX" "$rootfs/bin/busybox"
-for applet in $("$BUSYBOX" --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
-ctr import --change 'CMD ["sh"]' "$rootfs" busybox:latest >/dev/null
-ctr save -o "$work/busybox.tar" busybox:latest
-podman load -q -i "$work/busybox.tar" >/dev/null
+busybox_image
 ctr run -d --name bench-exec --network none busybox sleep 3600 >/dev/null
 podman run -d --pull=never --network none --name bench-exec "$IMG" sleep 3600 >/dev/null
 pid=$("$PYTHON" - "$store" <<'EOF'
@@ -109,23 +86,6 @@ ctr exec bench-exec /bin/true
 podman exec bench-exec /bin/true
 nsenter --all -t "$pid" /bin/true
 
-child_cpu() { awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' "$1"; }
-timed() {
-    local file=$1 id=$2 lbl=$3 t0 t1 cpu0 cpu1
-    shift 3
-    times >"$work/times0"
-    t0=$EPOCHREALTIME
-    if ! "$@" >"$work/out" 2>&1; then
-        cat "$work/out" >&2
-        die "case \"$lbl\" failed: $*"
-    fi
-    t1=$EPOCHREALTIME
-    times >"$work/times1"
-    cpu0=$(child_cpu "$work/times0"); cpu1=$(child_cpu "$work/times1")
-    awk -v id="$id" -v l="$lbl" -v a="$t0" -v b="$t1" -v c="$cpu0" -v d="$cpu1" \
-        'BEGIN { printf "%s\t%s\t%.4f\t%.4f\n", id, l, b - a, d - c }' >>"$file"
-    awk -v l="$lbl" -v a="$t0" -v b="$t1" 'BEGIN { printf "  %-62s %7.3f s\n", l, b - a }' >&2
-}
 
 log "case 1: exec /bin/true, $RUNS rounds"
 ids=(ctr podman floor)
@@ -160,8 +120,7 @@ if [ "$ANSIBLE_RUNS" -gt 0 ] && [ -n "$ANSIBLE_VENV" ] && [ -x "$ANSIBLE_VENV/bi
     log "case 2: Ansible tasks, $ANSIBLE_RUNS playbook runs"
     mkdir -p "$work/ansible/collections/ansible_collections/daemonless" "$work/ansible/callbacks"
     ln -s "$repo" "$work/ansible/collections/ansible_collections/daemonless/ctr"
-    sed -n '/^from __future__ import annotations/,/self._done(result, failed=True)/p' "$repo/bench/container_run.sh" \
-        >"$work/ansible/callbacks/task_tsv.py"
+    cp "$repo/bench/callbacks/task_tsv.py" "$work/ansible/callbacks/"
     for order in ctr_first podman_first; do
         {
             echo '- hosts: localhost'

@@ -54,18 +54,9 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=$work/pycache
 ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
 
-mkdir -p "$work/podman"
-cat >"$work/podman/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/podman/root"
-runroot = "$work/podman/run"
-EOF
-awk -v tmp="$work/podman/tmp" '
-    { print } /^\[engine\]/ { print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\""; done = 1 }
-    END { if (!done) { print "[engine]"; print "tmp_dir = \"" tmp "\""; print "events_logger = \"none\"" } }' \
-    /etc/containers/containers.conf 2>/dev/null >"$work/podman/containers.conf" || true
-export CONTAINERS_STORAGE_CONF=$work/podman/storage.conf CONTAINERS_CONF=$work/podman/containers.conf
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+podman_config
 
 cleanup() {
     local target
@@ -82,28 +73,14 @@ from ctr.network import endpoints, networks
 for n in networks.NetworkStore(sys.argv[1]).list():
     endpoints.remove_network(sys.argv[1], n.name, force=True)
 EOF
-    awk -v w="$work" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r target; do
-        umount -l "$target" 2>/dev/null
-    done
-    rm -rf "$work"
+    release_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 started=$EPOCHREALTIME
 log "building busybox from $BUSYBOX into a temp store ..."
-rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,tmp,root}
-chmod 1777 "$rootfs/tmp"; chmod 0700 "$rootfs/root"
-cp "$BUSYBOX" "$rootfs/bin/busybox"
-for applet in $("$BUSYBOX" --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
-ctr import --change 'CMD ["sh"]' "$rootfs" busybox:latest >/dev/null
-ctr save -o "$work/busybox.tar" busybox:latest
-podman load -q -i "$work/busybox.tar" >/dev/null
+busybox_image
 
 # warm-up (untimed): layers unpacked, bytecode cached, both default bridges made
 ctr run --rm busybox /bin/true
@@ -111,23 +88,6 @@ ctr run --rm --network none busybox /bin/true
 podman run --rm --pull=never "$IMG" /bin/true
 podman run --rm --pull=never --network none "$IMG" /bin/true
 
-child_cpu() { awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' "$1"; }
-timed() {
-    local file=$1 id=$2 lbl=$3 t0 t1 cpu0 cpu1
-    shift 3
-    times >"$work/times0"
-    t0=$EPOCHREALTIME
-    if ! "$@" >"$work/out" 2>&1; then
-        cat "$work/out" >&2
-        die "case \"$lbl\" failed: $*"
-    fi
-    t1=$EPOCHREALTIME
-    times >"$work/times1"
-    cpu0=$(child_cpu "$work/times0"); cpu1=$(child_cpu "$work/times1")
-    awk -v id="$id" -v l="$lbl" -v a="$t0" -v b="$t1" -v c="$cpu0" -v d="$cpu1" \
-        'BEGIN { printf "%s\t%s\t%.4f\t%.4f\n", id, l, b - a, d - c }' >>"$file"
-    awk -v l="$lbl" -v a="$t0" -v b="$t1" 'BEGIN { printf "  %-62s %7.3f s\n", l, b - a }' >&2
-}
 bench_ratio() { "$PYTHON" "$repo/bench/benchdoc.py" ratio "$@"; }
 med() { "$PYTHON" -c 'import statistics, sys
 print("%.3f" % statistics.median(float(l.split("\t")[2]) for l in open(sys.argv[1]) if l.split("\t")[0] == sys.argv[2]))' "$1" "$2"; }
