@@ -223,6 +223,16 @@ EXAMPLES = r'''
     memory: 64m
     restart_policy: unless-stopped
 
+- name: A database whose data outlives the container, and a scratch area that goes with it
+  daemonless.ctr.ctr_container:
+    name: db
+    image: busybox
+    command: sleep 3600
+    volumes:
+      - dbdata:/var/lib/db
+      - /scratch
+    keep_volumes: false
+
 - name: Two containers that find each other by name
   daemonless.ctr.ctr_container:
     name: "{{ item }}"
