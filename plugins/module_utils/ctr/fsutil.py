@@ -9,7 +9,9 @@ one, even if the writer is killed; a writer killed halfway leaves at most a
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import stat
@@ -41,6 +43,19 @@ def makedirs(path, mode=0o755):
     except FileExistsError:
         if not os.path.isdir(path):
             raise
+
+
+@contextlib.contextmanager
+def flocked(path, exclusive=True, make_dir=True):
+    """Hold an ``flock`` on ``path`` (made if missing, mode 0600; its directory too, with ``make_dir``)."""
+    if make_dir:
+        makedirs(os.path.dirname(path), 0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path, data, mode=0o644, durable=True):

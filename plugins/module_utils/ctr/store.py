@@ -23,7 +23,6 @@ Contracts:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -269,15 +268,8 @@ class Store:
 
     # -- locks --------------------------------------------------------------
 
-    @contextlib.contextmanager
     def _flock(self, name, exclusive):
-        fsutil.makedirs(self.locks_dir, 0o700)
-        fd = os.open(os.path.join(self.locks_dir, name + '.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+        return fsutil.flocked(os.path.join(self.locks_dir, name + '.lock'), exclusive)
 
     def writing(self):
         """Held (shared) by every operation that adds content; excludes garbage collection."""

@@ -20,8 +20,6 @@ volume a container record refers to is in use: removing it needs ``force``.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -119,15 +117,8 @@ class VolumeStore:
         self.base = os.path.join(self.root, 'volumes')
         self.locks_dir = os.path.join(self.root, 'locks')
 
-    @contextlib.contextmanager
     def lock(self):
-        fsutil.makedirs(self.locks_dir, 0o700)
-        fd = os.open(os.path.join(self.locks_dir, 'volumes.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return fsutil.flocked(os.path.join(self.locks_dir, 'volumes.lock'))
 
     def dir(self, name):
         return os.path.join(self.base, validate_name(name))

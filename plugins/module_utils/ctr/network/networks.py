@@ -20,8 +20,6 @@ overlaps another network of ours or a route the host already has.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import ipaddress
 import os
 import re
@@ -215,16 +213,9 @@ class NetworkStore:
         self.base = os.path.join(root, 'networks')
         self.locks_dir = os.path.join(root, 'locks')
 
-    @contextlib.contextmanager
     def lock(self):
         """Serialises every change to networks and allocations (no address is handed out twice)."""
-        fsutil.makedirs(self.locks_dir, 0o700)
-        fd = os.open(os.path.join(self.locks_dir, 'networks.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return fsutil.flocked(os.path.join(self.locks_dir, 'networks.lock'))
 
     def _path(self, name):
         return os.path.join(self.base, validate_name(name) + '.json')

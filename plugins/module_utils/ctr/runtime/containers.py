@@ -17,8 +17,6 @@ container), so idempotence compares the desired configuration with
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import time
@@ -110,16 +108,9 @@ class ContainerStore:
             raise CorruptContent('"%s" is not a container ID' % (container_id,))
         return os.path.join(self.base, container_id)
 
-    @contextlib.contextmanager
     def lock(self):
         """Serialises creation, renaming and removal (name uniqueness)."""
-        fsutil.makedirs(self.locks_dir, 0o700)
-        fd = os.open(os.path.join(self.locks_dir, 'containers.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return fsutil.flocked(os.path.join(self.locks_dir, 'containers.lock'))
 
     # -- reading -------------------------------------------------------------
 

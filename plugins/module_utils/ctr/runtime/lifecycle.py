@@ -9,8 +9,6 @@ such, never as running on the strength of an old state file.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -228,16 +226,9 @@ class Runtime:
         with self._container_lock(container.Id):
             return self._start(container.Id)
 
-    @contextlib.contextmanager
     def _container_lock(self, container_id):
         """One start at a time per container (two monitors on one rootfs would be a disaster)."""
-        fd = os.open(os.path.join(self.containers.dir(container_id), 'start.lock'),
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return fsutil.flocked(os.path.join(self.containers.dir(container_id), 'start.lock'), make_dir=False)
 
     def _start(self, container_id):
         from . import monitor, rootfs
