@@ -25,8 +25,8 @@ class CallbackModule(CallbackBase):
         seconds = time.monotonic() - self.start.get(task._uuid, time.monotonic())
         changed = bool(result._result.get('changed'))
         with open(os.environ['TASK_TSV'], 'a') as f:
-            f.write('%s\t%.4f\t%s\t%s\n' % (task.get_name(), seconds, 'changed' if changed else 'ok',
-                                           'failed' if failed else ''))
+            outcome = 'changed' if changed else 'ok'
+            f.write('%s\t%.4f\t%s\t%s\n' % (task.get_name(), seconds, outcome, 'failed' if failed else ''))
 
     def v2_runner_on_ok(self, result):
         self._done(result)
