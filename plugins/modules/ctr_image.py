@@ -9,8 +9,9 @@ module: ctr_image
 short_description: Manage OCI images in a daemonless store
 version_added: 0.1.0
 description:
-  - Import a root filesystem as an image, load images from archives, tag, save and remove them,
-    in the store of the managed host, with no container daemon.
+  - Build an image from a Dockerfile, commit a container as an image, import a root filesystem as an
+    image, load images from archives, tag, save and remove them, in the store of the managed host,
+    with no container daemon.
   - The store is a plain OCI image layout (C(<root>/oci)) that skopeo and umoci can read.
   - Idempotent by content; importing the same tree again or saving an archive that already holds the
     same images reports no change.
@@ -43,19 +44,78 @@ options:
       - Where the image comes from when O(state=present).
       - V(import) makes a one-layer image of O(import_path), like C(docker import).
       - V(load) loads the images of the archive O(load_path), like C(docker load).
+      - V(build) builds it from a Dockerfile as O(build) says, like C(docker build). Steps whose
+        inputs did not change come from the build cache, so an unchanged rebuild is quick and gives
+        the same image; the task reports a change only when O(name) ends up on another image.
+      - V(commit) makes an image of the container O(container), like C(docker commit): its image
+        plus one layer holding the container's changes (without volume contents, and without
+        C(/etc/hosts), C(/etc/hostname) and C(/etc/resolv.conf)).
       - V(local) expects the image to exist already (to tag or save it).
     type: str
-    choices: [import, load, local]
+    choices: [build, commit, import, load, local]
     default: local
   import_path:
     description:
       - A root filesystem to import, as a directory or a tar archive (plain, gzip, or zstd when the
         C(zstandard) Python module is on the host). Required with O(source=import).
     type: path
+  build:
+    description:
+      - The build, with O(source=build).
+    type: dict
+    suboptions:
+      path:
+        description: The build context, a directory on the managed host.
+        type: path
+        required: true
+      dockerfile:
+        description:
+          - The Dockerfile, relative to O(build.path) or absolute (it may lie outside the context).
+          - Defaults to C(Dockerfile) in the context.
+        type: str
+      args:
+        description: Build arguments (C(docker build --build-arg)).
+        type: dict
+        default: {}
+      target:
+        description: The stage to build (C(--target)); the last stage by default.
+        type: str
+      nocache:
+        description: Run every step again instead of taking it from the build cache.
+        type: bool
+        default: false
+      network:
+        description: The network of RUN steps.
+        type: str
+        choices: [host, none, bridge]
+        default: host
+      labels:
+        description: Labels added to the built image's config.
+        type: dict
+        default: {}
+      created:
+        description:
+          - Seconds since the epoch used for every timestamp of the new steps, and the newest
+            modification time a file in a new layer may have; the same Dockerfile and context then give
+            the same image on any host. Defaults to the environment variable C(SOURCE_DATE_EPOCH) of the
+            module, else the current time.
+        type: int
+  container:
+    description:
+      - The container to commit, by name or ID, with O(source=commit).
+    type: str
+  pause:
+    description:
+      - With O(source=commit), freeze a running container while its changes are read.
+    type: bool
+    default: true
+  message:
+    description: With O(source=commit), the history comment of the new layer.
+    type: str
   changes:
     description:
-      - Dockerfile metadata instructions applied to the imported image's config, like
-        C(docker import --change). Allowed are C(CMD), C(ENTRYPOINT), C(ENV), C(EXPOSE), C(WORKDIR),
+      - Dockerfile metadata instructions applied to the imported or committed image's config, like
+        C(docker import --change) and C(docker commit --change). Allowed are C(CMD), C(ENTRYPOINT), C(ENV), C(EXPOSE), C(WORKDIR),
         C(USER), C(LABEL), C(VOLUME), C(STOPSIGNAL) and C(ONBUILD).
     type: list
     elements: str
@@ -88,6 +148,9 @@ options:
     type: bool
     default: false
 notes:
+  - A build runs RUN steps in containers of this collection's runtime, on the managed host, as root.
+  - In check mode a build walks its steps through the build cache and runs none; when a step is not
+    cached the task predicts a change.
   - In check mode nothing is imported or loaded, so a later task of the same play that expects the image
     (O(source=local)) fails as it would on a host without it; put O(repository) and O(archive_path) on the
     importing task itself to have them predicted too.
@@ -98,6 +161,23 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Build an image from a Dockerfile in /srv/app
+  daemonless.ctr.ctr_image:
+    name: app:1.0
+    source: build
+    build:
+      path: /srv/app
+      args:
+        VERSION: "1.0"
+
+- name: Commit a container's changes as a new image
+  daemonless.ctr.ctr_image:
+    name: app:1.1
+    source: commit
+    container: web
+    changes:
+      - CMD ["httpd", "-f", "-p", "80"]
+
 - name: Import a busybox root filesystem as an image
   daemonless.ctr.ctr_image:
     name: busybox:latest
@@ -149,6 +229,12 @@ image:
       Layers: [sha256:3d2b5a...]
     Config:
       Cmd: [sh]
+stdout_lines:
+  description: The build's output, line by line (O(source=build)).
+  returned: when O(source=build)
+  type: list
+  elements: str
+  sample: ['Step 1/3 : FROM busybox', ' ---> 3d2b5a8c1d6e', 'Step 2/3 : WORKDIR /app', ' ---> Using cache']
 actions:
   description: What the task did, in order.
   returned: always
@@ -202,7 +288,21 @@ def work(module):
         return dict(changed=outcome.changed, actions=outcome.actions, image={},
                     diff=diff(before, after))
 
-    if p['source'] == 'import':
+    log = None
+    if p['source'] == 'build':
+        outcome, log = _build(images, p, name, check)
+        changed, actions = outcome.changed, outcome.actions
+        predicted_new = check and outcome.image is None and outcome.changed
+    elif p['source'] == 'commit':
+        if not p['container']:
+            raise InvalidArgument('container is required when source is commit')
+        from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime import commit
+        from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
+        outcome = commit.commit(Runtime(p['root']), p['container'], name, changes=p['changes'], pause=p['pause'],
+                                message=p['message'], check=check)
+        changed, actions = outcome.changed, outcome.actions
+        predicted_new = check and outcome.changed
+    elif p['source'] == 'import':
         if not p['import_path']:
             raise InvalidArgument('import_path is required when source is import')
         outcome = images.import_rootfs(p['import_path'], name, changes=p['changes'], check=check)
@@ -242,9 +342,34 @@ def work(module):
     after_image, after = _summary(images, name)
     if predicted_new:
         after = {'names': [name], 'id': predicted_id}
-    return dict(changed=changed, actions=actions,
-                image=after_image.inspect(images.store) if after_image and not predicted_new else {},
-                diff=diff(before, after))
+    result = dict(changed=changed, actions=actions,
+                  image=after_image.inspect(images.store) if after_image and not predicted_new else {},
+                  diff=diff(before, after))
+    if log is not None:
+        result['stdout_lines'] = log
+    return result
+
+
+def _build(images, p, name, check):
+    """``source: build``: (Outcome, log lines)."""
+    from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.build import Builder, BuildOptions
+    from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.images import Outcome
+    from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
+    b = p['build']
+    if not b:
+        raise InvalidArgument('build is required when source is build')
+    options = BuildOptions(path=b['path'], dockerfile=b['dockerfile'], args={k: str(v) for k, v in (b['args'] or {}).items()},
+                           target=b['target'] or '', nocache=b['nocache'], network=b['network'],
+                           labels=dict(b['labels'] or {}), created=b['created'])
+    builder = Builder(Runtime(images.store.root), options)
+    result = builder.build([name], check=check)
+    if not result.complete:
+        return Outcome(True, None, None, ['build %s (a step is not cached)' % name]), result.log
+    actions = []
+    if result.changed:
+        actions.append('built %s (%s): %d steps, %d from the cache'
+                       % (name, result.image.short_id, result.steps, result.cached))
+    return Outcome(result.changed, result.image, None, actions), result.log
 
 
 def main():
@@ -252,7 +377,20 @@ def main():
         argument_spec=argument_spec(
             name=dict(type='str', required=True),
             state=dict(type='str', default='present', choices=['present', 'absent']),
-            source=dict(type='str', default='local', choices=['import', 'load', 'local']),
+            source=dict(type='str', default='local', choices=['build', 'commit', 'import', 'load', 'local']),
+            build=dict(type='dict', options=dict(
+                path=dict(type='path', required=True),
+                dockerfile=dict(type='str'),
+                args=dict(type='dict', default={}),
+                target=dict(type='str'),
+                nocache=dict(type='bool', default=False),
+                network=dict(type='str', default='host', choices=['host', 'none', 'bridge']),
+                labels=dict(type='dict', default={}),
+                created=dict(type='int'),
+            )),
+            container=dict(type='str'),
+            pause=dict(type='bool', default=True),
+            message=dict(type='str'),
             import_path=dict(type='path'),
             changes=dict(type='list', elements='str', default=[]),
             load_path=dict(type='path'),
@@ -261,7 +399,8 @@ def main():
             repository=dict(type='str'),
             force=dict(type='bool', default=False),
         ),
-        required_if=[('source', 'import', ['import_path']), ('source', 'load', ['load_path'])],
+        required_if=[('source', 'import', ['import_path']), ('source', 'load', ['load_path']),
+                     ('source', 'build', ['build']), ('source', 'commit', ['container'])],
         supports_check_mode=True,
     )
     run(module, lambda: work(module))

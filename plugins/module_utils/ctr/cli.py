@@ -14,15 +14,12 @@ import signal
 import sys
 import time
 
+from .cli_build import ARGUMENTS as _BUILD_ARGS
+from .cli_common import err as _err
+from .cli_common import human as _human
+from .cli_common import out as _out
+from .cli_netvol import _args_network, _args_volume
 from .errors import CtrError
-
-
-def _out(text):
-    sys.stdout.write('%s\n' % text)
-
-
-def _err(text):
-    sys.stderr.write('%s\n' % text)
 
 
 def _images(args):
@@ -48,14 +45,6 @@ def _images(args):
     for row in [header] + rows:
         _out('   '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0
-
-
-def _human(size):
-    for unit in ('B', 'kB', 'MB', 'GB'):
-        if size < 1000 or unit == 'GB':
-            return ('%d%s' if unit == 'B' else '%.3g%s') % (size, unit)
-        size /= 1000.0
-    return str(size)
 
 
 def _inspect(args):
@@ -453,101 +442,6 @@ def _boot(args):
     return status
 
 
-def _args_network(s):
-    verbs = s.add_subparsers(dest='verb', metavar='VERB')
-    verbs.required = True
-    v = verbs.add_parser('ls', help='list networks')
-    v.set_defaults(func=_network)
-    v = verbs.add_parser('create', help='create a bridge network')
-    v.add_argument('--subnet')
-    v.add_argument('--gateway')
-    v.add_argument('--ip-range', dest='ip_range')
-    v.add_argument('--internal', action='store_true')
-    v.add_argument('-o', '--opt', action='append', default=[], metavar='KEY=VALUE')
-    v.add_argument('--label', action='append', default=[], metavar='KEY=VALUE')
-    v.add_argument('name', metavar='NETWORK')
-    v.set_defaults(func=_network)
-    for verb, text in (('rm', 'remove networks'), ('inspect', 'show networks in Docker\'s shape')):
-        v = verbs.add_parser(verb, help=text)
-        if verb == 'rm':
-            v.add_argument('-f', '--force', action='store_true', help='disconnect the containers using it')
-        v.add_argument('names', nargs='+', metavar='NETWORK')
-        v.set_defaults(func=_network)
-
-
-def _pairs(items):
-    return dict(item.split('=', 1) if '=' in item else (item, '') for item in items)
-
-
-def _network(args):
-    from .fsutil import resolve_root
-    from .network import endpoints
-    from .network.networks import NetworkStore
-    root = resolve_root(args.root)
-    store = NetworkStore(root)
-    if args.verb == 'ls':
-        rows = [('NETWORK ID', 'NAME', 'DRIVER', 'SUBNET')]
-        rows += [(n.id[:12], n.name, n.driver, str(n.subnet)) for n in store.list()]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for row in rows:
-            _out('   '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    elif args.verb == 'create':
-        network = store.create(store.plan(args.name, args.subnet, args.gateway, args.ip_range, args.internal,
-                                          _pairs(args.label), _pairs(args.opt)))
-        _out(network.id)
-    elif args.verb == 'rm':
-        for name in args.names:
-            _out(endpoints.remove_network(root, name, force=args.force).name)
-    else:
-        _out(json.dumps([store.get(n).inspect(endpoints.network_containers(root, store.get(n))) for n in args.names],
-                        indent=4, sort_keys=True))
-    return 0
-
-
-def _args_volume(s):
-    verbs = s.add_subparsers(dest='verb', metavar='VERB')
-    verbs.required = True
-    v = verbs.add_parser('ls', help='list volumes')
-    v.set_defaults(func=_volume)
-    v = verbs.add_parser('create', help='create a volume')
-    v.add_argument('-o', '--opt', action='append', default=[], metavar='KEY=VALUE', help='type, o, device')
-    v.add_argument('--label', action='append', default=[], metavar='KEY=VALUE')
-    v.add_argument('name', metavar='VOLUME')
-    v.set_defaults(func=_volume)
-    for verb, text in (('rm', 'remove volumes'), ('inspect', 'show volumes in Docker\'s shape')):
-        v = verbs.add_parser(verb, help=text)
-        if verb == 'rm':
-            v.add_argument('-f', '--force', action='store_true', help='even while containers use it')
-        v.add_argument('names', nargs='+', metavar='VOLUME')
-        v.set_defaults(func=_volume)
-
-
-def _volume(args):
-    from .runtime.containers import ContainerStore
-    from .volumes import VolumeStore
-    store = VolumeStore(args.root)
-    if args.verb == 'ls':
-        rows = [('DRIVER', 'VOLUME NAME')] + [(v.driver, v.name) for v in store.list()]
-        for row in rows:
-            _out('%-8s   %s' % row)
-    elif args.verb == 'create':
-        volume, _created = store.create(args.name, driver_options=_pairs(args.opt), labels=_pairs(args.label))
-        _out(volume.name)
-    elif args.verb == 'rm':
-        containers = ContainerStore(store.root).list()
-        status = 0
-        for name in args.names:
-            if store.remove(name, containers, force=args.force):
-                _out(name)
-            else:
-                _err('ctr: error: no such volume: %s' % name)
-                status = 1
-        return status
-    else:
-        _out(json.dumps([store.inspect(store.get(n)) for n in args.names], indent=4, sort_keys=True))
-    return 0
-
-
 def _args_start(s):
     s.add_argument('names', nargs='+', metavar='CONTAINER')
     s.set_defaults(func=_start)
@@ -622,6 +516,10 @@ COMMANDS = {
     'boot': ('start the containers whose restart policy says so (at boot: no daemon does it)', _args_boot),
     'stop': ('stop containers', _args_stop),
     'rm': ('remove containers', _args_rm),
+    'build': ('build an image from a Dockerfile', _BUILD_ARGS['build']),
+    'commit': ('make an image of a container\'s changes', _BUILD_ARGS['commit']),
+    'history': ('show the history of an image', _BUILD_ARGS['history']),
+    'builder': ('manage the build cache: prune', _BUILD_ARGS['builder']),
     'import': ('import a rootfs directory or tarball as a one-layer image', _args_import),
     'save': ('save images to a docker-archive or oci-archive', _args_save),
     'load': ('load images from a docker-archive or oci-archive', _args_load),

@@ -477,7 +477,8 @@ class Store:
         """Remove blobs and unpacked layers nothing references; returns what went.
 
         Roots are the manifests in ``index.json`` plus ``extra_roots`` (manifest
-        digests that later rooms, e.g. containers, keep alive) and ``extra_chains``.
+        digests that later rooms, e.g. containers, keep alive), ``extra_chains``, the images of
+        containers and the build cache's steps.
         """
         from . import layers
 
@@ -486,7 +487,9 @@ class Store:
             return removed
         with self.collecting():
             keep_blobs, keep_chains, keep_diffs = set(), set(extra_chains), set()
-            manifests = [d.digest for d in self.read_index()] + list(extra_roots) + self._container_roots()
+            from .build import cache_roots
+            manifests = ([d.digest for d in self.read_index()] + list(extra_roots) + self._container_roots()
+                         + cache_roots(self.root))
             for digest in manifests:
                 self._mark(digest, keep_blobs, keep_chains, keep_diffs, layers)
             for name in sorted(os.listdir(self.blob_dir)):

@@ -176,7 +176,8 @@ class Runtime:
 
         user_mounts = mountspec.parse_all(volumes, mounts, tmpfs)
 
-        img = self.images.get(image)
+        img = image if hasattr(image, 'manifest_doc') else self.images.get(image)    # an Image: a build step's
+        image = image if isinstance(image, str) else img.id
         self._check_user(img, user if user is not None else ((img.config.get('config') or {}).get('User') or ''))
         cfg = img.config.get('config') or {}
         container_id = new_id()
@@ -253,7 +254,7 @@ class Runtime:
             if image is None:
                 raise NotFound('container %s uses image %s, which is no longer in the store'
                                % (container.Name, container.Image[7:19]))
-            layer_dirs = self.images.unpack(image.id)
+            layer_dirs = self.images.store.ensure_unpacked(image.layers, image.diff_ids)  # named or not
             net = self._network(container, directory, wirer)
         finally:
             if wirer is not None:

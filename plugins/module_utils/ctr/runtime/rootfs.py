@@ -8,9 +8,10 @@
     upperdir = <container>/upper        workdir = <container>/work
     mounted at <container>/merged       (in the host's mount namespace, as Docker does)
 
-The init layer holds ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``;
-being a lower layer, they never show up in the container's changes (what a
-commit packs) unless the container itself edits them. The overlay features that
+The init layer holds ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``,
+and the mount points ``/proc``, ``/sys`` and ``/dev`` (as Docker's init layer
+does); being a lower layer, they never show up in the container's changes (what
+a commit or a build step packs) unless the container itself edits them. The overlay features that
 make an upper dir unreadable as a plain diff (``redirect_dir``, ``metacopy``,
 ``index``) are switched off where the kernel knows them.
 """
@@ -25,6 +26,7 @@ from .. import fsutil, libc
 from ..errors import CtrError, KernelError
 
 INIT_FILES = ('etc/hostname', 'etc/hosts', 'etc/resolv.conf')
+INIT_DIRS = ('proc', 'sys', 'dev')    # mount points made here, so an image without them gets no upper-dir entries
 _MOUNT_DATA_MAX = 4095          # the kernel copies at most one page of mount options
 _OFF_FEATURES = ('redirect_dir', 'metacopy', 'index')
 
@@ -61,7 +63,8 @@ def prepare(container_dir, layer_dirs, hostname, hosts_text=None, resolv_text=No
     for d in (p.upper, p.work, p.merged):
         fsutil.makedirs(d, 0o755)
     os.chmod(p.upper, 0o755)
-    fsutil.makedirs(os.path.join(p.init, 'etc'), 0o755)
+    for rel in ('etc',) + INIT_DIRS:
+        fsutil.makedirs(os.path.join(p.init, rel), 0o755)
     contents = {'etc/hostname': hostname + '\n',
                 'etc/hosts': hosts_text if hosts_text is not None else dns.hosts_file(hostname),
                 'etc/resolv.conf': resolv_text if resolv_text is not None else dns.resolv_conf()}

@@ -1,0 +1,453 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Dockerfile builds: stages, one history entry per instruction, a content-addressed step cache.
+
+A build walks the stages the target needs, in order. Each instruction is one
+step: WORKDIR, COPY, ADD and RUN add a filesystem layer, the others an
+``empty_layer`` history entry, as Docker's classic builder does. After every
+step the stage's state is an (unnamed) image: its config and manifest blobs
+go to the store, and a cache record points at the manifest::
+
+    <root>/build/cache/<key>.json     {"manifest": "sha256:..."}     (gc roots)
+
+The key of a step is the sha256 of its parent's key (the base image's ID for
+the first), the instruction after substitution (with the build args a RUN
+sees, as Docker's ``|N A=b`` prefix shows), and for COPY/ADD the content of the
+sources (bytes, names, modes, owners; never mtimes). A hit reuses the step's
+image and prints ``Using cache``; an unchanged rebuild is thus the same image.
+
+Timestamps: ``created`` (or ``SOURCE_DATE_EPOCH``) fixes every time in the
+configs and clamps every mtime in new layers, so the same Dockerfile and
+context give the same digests on any host.
+
+RUN runs in a container of :mod:`.runtime` made from the step's image; its
+upper dir becomes the layer. WORKDIR, COPY and ADD work on an overlay in a
+child process (:mod:`.buildfs`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from . import buildsteps, fsutil
+from . import mediatypes as mt
+from .errors import CtrError, InvalidArgument
+from .images import host_platform, source_date_epoch
+from .store import Descriptor, digest_hex
+from .timestamps import rfc3339
+
+NETWORKS = ('host', 'none', 'bridge')
+BUILD_LABEL = 'org.daemonless.ctr.build'
+
+
+@dataclass
+class BuildOptions:
+    """What ``docker build`` takes: ``path`` is the context directory."""
+
+    path: str
+    dockerfile: Optional[str] = None
+    args: dict = field(default_factory=dict)
+    target: str = ''
+    nocache: bool = False
+    network: str = 'host'
+    labels: dict = field(default_factory=dict)
+    created: Optional[int] = None           # seconds since the epoch for every timestamp (default SOURCE_DATE_EPOCH)
+
+
+@dataclass
+class BuildResult:
+    image: object                           # images.Image (None in check mode when a step would run)
+    changed: bool
+    log: List[str]
+    steps: int = 0
+    cached: int = 0
+    complete: bool = True                   # False: check mode stopped at the first step that would run
+
+
+@dataclass
+class StageState:
+    """A stage's progress: the image so far and what the next step needs to know."""
+
+    index: int
+    key: str
+    config: dict                            # the whole OCI image config
+    layers: list                            # layer Descriptors
+    manifest: str = ''                      # the manifest of this state ('' before it is stored)
+    config_digest: str = ''                 # its image ID
+    args: dict = field(default_factory=dict)    # ARGs declared in the stage -> value (None: declared, unset)
+    cmd_set: bool = False                   # CMD given in this stage (ENTRYPOINT then keeps it)
+
+    @property
+    def body(self):
+        return self.config.setdefault('config', {})
+
+    @property
+    def diff_ids(self):
+        return list(self.config['rootfs']['diff_ids'])
+
+
+class _Stop(Exception):
+    """Check mode met a step that would have to run."""
+
+
+class Builder:
+    """One build; ``emit`` receives every output line as it comes."""
+
+    def __init__(self, runtime, options, emit=None):
+        from . import buildcontext, dockerfile_parse
+        if options.network not in NETWORKS:
+            raise InvalidArgument('build network "%s" is not one of %s' % (options.network, ', '.join(NETWORKS)))
+        for option, value in (('args', options.args), ('labels', options.labels)):
+            if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+                raise InvalidArgument('build %s must be a mapping of names to strings' % option)
+        self.runtime = runtime
+        self.images = runtime.images
+        self.store = self.images.store
+        self.opts = options
+        self._emit = emit
+        self.log = []
+        self.context = buildcontext.BuildContext(options.path, options.dockerfile, hash_cache=os.path.join(
+            self.store.root, 'build', 'context-hashes.json'))      # (dev, inode, size, times) -> sha256
+        self.shown_path = options.dockerfile or 'Dockerfile'
+        self.dockerfile = dockerfile_parse.parse(self.context.dockerfile_text, self.shown_path)
+        epoch = options.created if options.created is not None else source_date_epoch()
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise InvalidArgument('created "%s" is not a whole, non-negative number of seconds' % (epoch,))
+        self.epoch = epoch
+        self.meta_args = {}
+        self.used_args = set()
+        self.stages = {}            # stage index -> final StageState
+        self.check = False
+        self.steps = self.cached = 0
+
+    # -- output and time ------------------------------------------------------------------------
+
+    def emit(self, line):
+        self.log.append(line)
+        if self._emit is not None:
+            self._emit(line)
+
+    def now(self):
+        return rfc3339(self.epoch if self.epoch is not None else time.time())
+
+    # -- the build --------------------------------------------------------------------------------
+
+    def build(self, names=(), check=False):
+        """Build the target stage and point ``names`` at it; returns a :class:`BuildResult`."""
+        from . import dockerfile_parse
+        self.check = check
+        if check:
+            self.context.hash_cache = None      # check mode writes nothing, not even the hash cache
+        self._meta_args()
+        target = self._target()
+        needed = self._needed(target.index)
+        total = sum(1 + len(self.dockerfile.stages[i].commands) for i in needed)
+        counter = [0]
+        if not check:
+            self.store.init()
+        try:
+            # gc waits for the build: its steps are not roots yet (check mode writes nothing, not even a lock)
+            with contextlib.nullcontext() if check else self.store.writing():
+                for index in needed:
+                    self.stages[index] = self._stage(self.dockerfile.stages[index], counter, total)
+                final = self.stages[target.index]
+                self._final_labels(final)
+        except _Stop:
+            return BuildResult(None, True, self.log, self.steps, self.cached, complete=False)
+        except dockerfile_parse.DockerfileError:
+            raise
+        unused = sorted(set(self.opts.args) - self.used_args)
+        if unused:
+            self.emit('[Warning] One or more build args were not consumed: %s' % ', '.join(unused))
+        image = self.images.by_manifest(final.manifest)
+        changed = self.images.set_names(image.manifest, list(names), check=check) if names else False
+        image.names = list(names)
+        self.emit('Successfully built %s' % image.short_id)
+        for name in names:
+            self.emit('Successfully tagged %s' % name)
+        if changed and not check:
+            self.store.gc()
+        return BuildResult(image, changed, self.log, self.steps, self.cached)
+
+    def _meta_args(self):
+        from . import dockerfile_parse as dp
+        for cmd in self.dockerfile.meta_args:
+            for name, default in self._wrap(cmd, dp.parse_arg, cmd.args):
+                if name in self.opts.args:
+                    value = self.opts.args[name]
+                    self.used_args.add(name)
+                elif default is not None:
+                    value = self._wrap(cmd, dp.expand_word, default, self._visible(self.meta_args),
+                                       self.dockerfile.escape)
+                else:
+                    value = None
+                self.meta_args[name] = value
+
+    def _target(self):
+        stages = self.dockerfile.stages
+        if not self.opts.target:
+            return stages[-1]
+        try:
+            return self.dockerfile.stage(self.opts.target)
+        except CtrError:
+            raise InvalidArgument('target stage "%s" is not in %s (stages: %s)' % (
+                self.opts.target, self.shown_path,
+                ', '.join(s.name or str(s.index) for s in stages))) from None
+
+    def _needed(self, index):
+        """The stages ``index`` depends on (FROM a stage, COPY --from), itself last, in file order."""
+        wanted, todo = set(), [index]
+        while todo:
+            i = todo.pop()
+            if i in wanted:
+                continue
+            wanted.add(i)
+            stage = self.dockerfile.stages[i]
+            base = self._stage_ref(self._expand_meta(stage.base), i)
+            if base is not None:
+                todo.append(base)
+            for cmd in stage.commands:
+                src = cmd.flag('from') if cmd.keyword == 'COPY' else None
+                if src:
+                    ref = self._stage_ref(src, i)
+                    if ref is not None:
+                        todo.append(ref)
+        return sorted(wanted)
+
+    def _stage_ref(self, text, before):
+        """The index of an earlier stage ``text`` names (name or number), or None (an image)."""
+        text = (text or '').lower()
+        for stage in self.dockerfile.stages[:before]:
+            if (stage.name and stage.name == text) or text == str(stage.index):
+                return stage.index
+        return None
+
+    def _expand_meta(self, text):
+        from . import dockerfile_parse as dp
+        return dp.expand_word(text, self._visible(self.meta_args), self.dockerfile.escape)
+
+    @staticmethod
+    def _visible(args):
+        return {k: v for k, v in args.items() if v is not None}
+
+    # -- stages -------------------------------------------------------------------------------------
+
+    def _stage(self, stage, counter, total):
+        counter[0] += 1
+        self.emit('Step %d/%d : FROM %s%s' % (counter[0], total, stage.base, ' AS %s' % stage.name if stage.name else ''))
+        state = self._base(stage)
+        self.emit(' ---> %s' % (state.config_digest[7:19] if state.manifest else 'scratch'))
+        commands = list(stage.commands)
+        triggers = state.body.pop('OnBuild', None) or []
+        if triggers:
+            commands = self._triggers(stage, triggers) + commands
+        for cmd in commands:
+            counter[0] += 1
+            self.emit('Step %d/%d : %s' % (counter[0], total, cmd.original))
+            buildsteps.run(self, state, cmd)
+        if not state.manifest:                 # FROM scratch and nothing else: still an image
+            self._settle(state, state.key)
+        return state
+
+    def _base(self, stage):
+        base_text = self._wrap(stage_cmd(stage), self._expand_meta, stage.base)
+        ref = self._stage_ref(base_text, stage.index)
+        if ref is not None:
+            parent = self.stages[ref]
+            config = copy.deepcopy(parent.config)
+            return StageState(stage.index, parent.key, config, list(parent.layers), parent.manifest,
+                              parent.config_digest)
+        if base_text.lower() == 'scratch':
+            config = dict(host_platform())
+            config.update({'config': {}, 'rootfs': {'type': 'layers', 'diff_ids': []}, 'history': []})
+            return StageState(stage.index, 'scratch', config, [])
+        image = self.images.find(base_text)
+        if image is None:
+            from . import dockerfile_parse as dp
+            raise dp.DockerfileError(self.shown_path, stage.line, 'FROM', 'image "%s" is not in the store at %s; '
+                                     'load, import or build it first' % (base_text, self.store.root))
+        config = copy.deepcopy(image.config)
+        for key in ('container', 'container_config'):
+            config.pop(key, None)
+        config.setdefault('history', [])
+        config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})
+        return StageState(stage.index, image.id, config, image.layers, image.manifest.digest, image.id)
+
+    def _triggers(self, stage, triggers):
+        """The base image's ONBUILD instructions, run first (a child build, as Docker does)."""
+        from . import dockerfile_parse as dp
+        text = 'FROM scratch\n' + '\n'.join(triggers) + '\n'
+        try:
+            parsed = dp.parse(text, '%s (ONBUILD triggers of %s)' % (self.shown_path, stage.base))
+        except CtrError as exc:
+            raise dp.DockerfileError(self.shown_path, stage.line, 'FROM', 'the base image has a bad ONBUILD '
+                                     'trigger: %s' % exc.msg) from None
+        self.emit('# Executing %d build trigger%s' % (len(triggers), 's' if len(triggers) > 1 else ''))
+        return list(parsed.stages[0].commands)
+
+    def _final_labels(self, state):
+        if not self.opts.labels:
+            return
+        body = state.body
+        labels = dict(body.get('Labels') or {})
+        labels.update({k: str(v) for k, v in self.opts.labels.items()})
+        body['Labels'] = labels
+        self._settle(state, _key(state.key, 'labels', sorted(labels.items())))
+
+    def _settle(self, state, key):
+        """Store ``state`` as it is under ``key`` (a step without a history entry), through the cache."""
+        hit = self._cache_get(key)
+        if hit is not None and hit.config == state.config:
+            state.key, state.manifest, state.config_digest = key, hit.manifest.digest, hit.id
+            return
+        if self.check:
+            raise _Stop()
+        self._store_state(state, key)
+
+    # -- steps (called by buildsteps) --------------------------------------------------------------
+
+    def step(self, state, cmd, created_by, extra, action):
+        """Run one step through the cache: ``action(state, config)`` changes a copy of the image config
+        and returns the new layer's LayerDigests, or None."""
+        key = _key(state.key, created_by, extra)
+        self.steps += 1
+        hit = None if self.opts.nocache else self._cache_get(key)
+        if hit is not None:
+            self.cached += 1
+            state.key, state.config, state.layers = key, copy.deepcopy(hit.config), hit.layers
+            state.manifest, state.config_digest = hit.manifest.digest, hit.id
+            self.emit(' ---> Using cache')
+            self.emit(' ---> %s' % hit.short_id)
+            return
+        if self.check:
+            raise _Stop()
+        config = copy.deepcopy(state.config)
+        config.setdefault('config', {})
+        layer = action(state, config)
+        created = self.now()
+        config['created'] = created
+        entry = {'created': created, 'created_by': created_by}
+        if layer is None:
+            entry['empty_layer'] = True
+        else:
+            config['rootfs']['diff_ids'] = state.diff_ids + [layer.diff_id]
+            state.layers = list(state.layers) + [Descriptor(layer.media_type, layer.digest, layer.size)]
+        config['history'] = list(config.get('history') or []) + [entry]
+        state.config = config
+        self._store_state(state, key)
+        self.emit(' ---> %s' % state.config_digest[7:19])
+
+    def _store_state(self, state, key):
+        from .fsutil import canonical_json
+        config_bytes = canonical_json(state.config)
+        config_digest = self.store.put_bytes(config_bytes)
+        manifest = {'schemaVersion': 2, 'mediaType': mt.OCI_MANIFEST,
+                    'config': Descriptor(mt.OCI_CONFIG, config_digest, len(config_bytes)).to_json(),
+                    'layers': [d.to_json() for d in state.layers]}
+        state.manifest = self.store.put_bytes(canonical_json(manifest))
+        state.key = key
+        state.config_digest = config_digest
+        path = _cache_path(self.store.root, key)
+        fsutil.makedirs(os.path.dirname(path), 0o700)
+        fsutil.atomic_write_json(path, {'manifest': state.manifest}, durable=False)
+
+    def _cache_get(self, key):
+        record = fsutil.read_json(_cache_path(self.store.root, key), None)
+        digest = record.get('manifest') if isinstance(record, dict) else None
+        if not isinstance(digest, str):
+            return None
+        try:
+            image = self.images.by_manifest(digest)
+        except CtrError:
+            return None
+        if image is None or any(not self.store.has_blob(d.digest) for d in image.layers):
+            return None
+        return image
+
+    def layer_dirs(self, state):
+        """The stage's unpacked layers, lowest first."""
+        return self.store.ensure_unpacked(state.layers, state.diff_ids) if state.layers else []
+
+    def state_image(self, state):
+        if not state.manifest:
+            self._store_state(state, state.key)
+        return self.images.by_manifest(state.manifest)
+
+    def expand_env(self, state):
+        """What ``$VAR`` sees at this step: the stage's ARGs, then its ENV (ENV wins, as in Docker)."""
+        env = self._visible(state.args)
+        for item in state.body.get('Env') or []:
+            name, _, value = item.partition('=')
+            env[name] = value
+        return env
+
+    def arg_value(self, name, default, state):
+        """An ARG's value: the build arg, else its default, else the global (pre-FROM) one."""
+        from . import dockerfile_parse as dp
+        if name in self.opts.args:
+            self.used_args.add(name)
+            return str(self.opts.args[name])
+        if default is not None:
+            return dp.expand_word(default, self.expand_env(state), self.dockerfile.escape)
+        return self.meta_args.get(name)
+
+    def _wrap(self, cmd, func, *args):
+        """Call ``func``; an InvalidArgument becomes a DockerfileError naming the file, line and instruction."""
+        from . import dockerfile_parse as dp
+        try:
+            return func(*args)
+        except dp.DockerfileError:
+            raise
+        except InvalidArgument as exc:
+            raise dp.DockerfileError(self.shown_path, cmd.line, cmd.keyword, exc.msg) from None
+
+
+def stage_cmd(stage):
+    """A stand-in Command-like for FROM errors."""
+    return _FromCmd(stage.line)
+
+
+@dataclass(frozen=True)
+class _FromCmd:
+    line: int
+    keyword: str = 'FROM'
+
+
+def _key(parent, *parts):
+    data = json.dumps([parent] + list(parts), sort_keys=True, separators=(',', ':')).encode('utf-8')
+    return 'sha256:' + hashlib.sha256(data).hexdigest()
+
+
+def _cache_path(root, key):
+    return os.path.join(root, 'build', 'cache', digest_hex(key) + '.json')
+
+
+def cache_roots(root):
+    """The manifests the build cache keeps alive (for the store's gc)."""
+    base = os.path.join(root, 'build', 'cache')
+    out = []
+    for name in os.listdir(base) if os.path.isdir(base) else ():
+        record = fsutil.read_json(os.path.join(base, name), None) if name.endswith('.json') else None
+        if isinstance(record, dict) and isinstance(record.get('manifest'), str):
+            out.append(record['manifest'])
+    return out
+
+
+def prune_cache(root):
+    """Forget every cached step (``docker builder prune``); the store's gc then frees their blobs."""
+    base = os.path.join(root, 'build', 'cache')
+    count = 0
+    for name in os.listdir(base) if os.path.isdir(base) else ():
+        os.unlink(os.path.join(base, name))
+        count += 1
+    return count
+
+
+__all__ = ['BuildOptions', 'BuildResult', 'Builder', 'NETWORKS', 'StageState', 'cache_roots', 'prune_cache']

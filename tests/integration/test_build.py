@@ -1,0 +1,250 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Dockerfile builds for real (as root): what lands in the image, one history entry per instruction,
+the step cache's hits and misses, multi-stage builds, reproducible digests, bad Dockerfiles, and
+ctr_image's source build and commit as Ansible runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+
+import pytest
+
+from ctr.build import Builder, BuildOptions
+from ctr.errors import CtrError
+from ctr.runtime.lifecycle import Runtime
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: runs real containers')
+
+HELLOWORLD = os.path.join(os.path.dirname(__file__), '..', '..', 'examples', 'helloworld')
+EPOCH = 1700000000
+
+
+@pytest.fixture
+def runtime(store_root, busybox_rootfs):
+    rt = Runtime(str(store_root))
+    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
+    try:
+        yield rt
+    finally:
+        for c in rt.list():
+            rt.remove(c.Id, force=True)
+
+
+def build(rt, context, names=('out',), **options):
+    options.setdefault('network', 'none')
+    result = Builder(rt, BuildOptions(path=str(context), **options)).build(list(names))
+    return result
+
+
+def run(rt, image, script):
+    c = rt.create(image, command=['sh', '-c', script], entrypoint=[], network_mode='none')
+    rt.start(c.Id)
+    code = rt.wait(c.Id, timeout=60)
+    out = ''.join(t for s, t in rt.logs(c.Id))
+    rt.remove(c.Id, force=True)
+    return code, out
+
+
+def write(ctx, files):
+    for rel, text in files.items():
+        path = ctx / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return ctx
+
+
+def test_helloworld_layers_history_and_rootfs(runtime):
+    result = build(runtime, HELLOWORLD, ['friendlyhello'])
+    image = runtime.images.get('friendlyhello')
+    base = runtime.images.get('busybox')
+    inspect = image.inspect(runtime.images.store)
+    assert inspect['RootFS']['Layers'][:1] == base.diff_ids        # the base's layers, byte for byte
+    assert [layer.digest for layer in image.layers[:1]] == [layer.digest for layer in base.layers]
+    assert len(image.diff_ids) == 4                                 # WORKDIR, ADD, RUN
+    history = inspect['History'][1:]
+    assert [bool(h.get('empty_layer')) for h in history] == [False, False, False, True, True, True]
+    assert 'WORKDIR /app' in history[0]['created_by'] and 'ADD dir:' in history[1]['created_by']
+    assert history[2]['created_by'].startswith('/bin/sh -c chmod 755')
+    assert inspect['Config']['ExposedPorts'] == {'80/tcp': {}}
+    assert 'NAME=World' in inspect['Config']['Env']
+    assert inspect['Config']['Cmd'] == ['httpd', '-f', '-p', '80', '-h', '/app']
+    assert inspect['Config']['WorkingDir'] == '/app'
+    code, out = run(runtime, 'friendlyhello', 'ls -l /app/cgi-bin/index.cgi; ls /app; '
+                    'NAME=World REQUEST_METHOD=GET /app/cgi-bin/index.cgi')
+    assert code == 0, out
+    assert '-rwxr-xr-x' in out and 'Dockerfile' not in out and 'www' in out      # .dockerignore honoured
+    assert '<h3>Hello World!</h3>' in out
+    assert result.steps == 6 and result.cached == 0
+
+
+def test_cache_hits_and_misses(runtime, tmp_path):
+    ctx = write(tmp_path / 'ctx', {
+        'Dockerfile': 'FROM busybox\nARG GREETING=hi\nCOPY app /app\nRUN echo "$GREETING" > /greeting\n'
+                      'ENV X=1\n',
+        'app/a.txt': 'a\n', 'app/b.txt': 'b\n', '.dockerignore': 'app/ignored*\n'})
+    first = build(runtime, ctx)
+    assert first.cached == 0 and first.changed
+    image_id = first.image.id
+
+    def again(**options):
+        return build(runtime, ctx, **options)
+
+    same = again()
+    assert same.cached == same.steps == 4 and same.image.id == image_id and not same.changed
+    assert any('Using cache' in line for line in same.log)
+
+    os.utime(ctx / 'app' / 'a.txt', (1, 1))                 # mtime only: still a hit
+    assert again().image.id == image_id
+    (ctx / 'app' / 'ignored.txt').write_text('x')           # an ignored file: still a hit
+    assert again().image.id == image_id
+
+    (ctx / 'app' / 'a.txt').write_text('A\n')               # content: COPY and later miss
+    changed = again()
+    assert changed.cached == 1 and changed.image.id != image_id and changed.changed
+    os.chmod(ctx / 'app' / 'b.txt', 0o600)                  # mode: miss
+    assert again().cached == 1
+    other_arg = again(args={'GREETING': 'hello'})           # build arg: RUN misses (COPY still hits)
+    assert other_arg.cached == 2
+    assert run(runtime, 'out', 'cat /greeting')[1] == 'hello\n'
+    (ctx / 'Dockerfile').write_text('FROM busybox\nARG GREETING=hi\nCOPY app /app\nRUN echo "$GREETING" > /greeting\n'
+                                    'ENV X=2\n')            # instruction text: only that step misses
+    assert again(args={'GREETING': 'hello'}).cached == 3
+    assert again(args={'GREETING': 'hello'}, nocache=True).cached == 0
+
+
+def test_multi_stage_target_copy_from_and_onbuild(runtime, tmp_path):
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': (
+        'ARG BASE=busybox\n'
+        'FROM ${BASE} AS builder\n'
+        'RUN mkdir -p /out && echo built > /out/artifact && echo junk > /junk\n'
+        'FROM busybox AS tester\n'
+        'RUN false\n'
+        'FROM $BASE\n'
+        'COPY --from=builder /out/artifact /artifact\n'
+        'ONBUILD RUN echo triggered > /onbuild\n')})
+    result = build(runtime, ctx, ['final'])
+    assert not any('RUN false' in line for line in result.log)       # the unused stage is not built
+    assert run(runtime, 'final', 'cat /artifact; ls /junk 2>&1')[1].startswith('built\n')
+    assert runtime.images.get('final').config['config']['OnBuild'] == ['RUN echo triggered > /onbuild']
+    build(runtime, ctx, ['builder-only'], target='builder')
+    assert run(runtime, 'builder-only', 'cat /junk')[1] == 'junk\n'
+    child = write(tmp_path / 'child', {'Dockerfile': 'FROM final\n'})
+    build(runtime, child, ['child'])
+    assert run(runtime, 'child', 'cat /onbuild')[1] == 'triggered\n'
+    assert not runtime.images.get('child').config['config'].get('OnBuild')
+    with pytest.raises(CtrError, match='target stage "nope"'):
+        build(runtime, ctx, target='nope')
+
+
+def test_heredocs_chown_chmod_archives_and_workdir(runtime, tmp_path):
+    payload = tmp_path / 'payload.tar.gz'
+    with tarfile.open(payload, 'w:gz') as tar:
+        data = b'from the archive\n'
+        info = tarfile.TarInfo('inner/file.txt')
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': (
+        'FROM busybox\n'
+        'WORKDIR /srv/app\n'
+        'COPY --chown=1000:1001 --chmod=640 conf.txt ./\n'
+        'ADD payload.tar.gz /unpacked/\n'
+        'COPY <<EOF /etc/motd\nhello $NAME\nEOF\n'
+        'ENV NAME=world\n'
+        'RUN <<EOT\nset -e\necho "$NAME" > /from-heredoc\nEOT\n'
+        'SHELL ["/bin/sh", "-e", "-c"]\n'
+        'RUN echo shell-form > shell.txt\n'), 'conf.txt': 'conf\n'})
+    shutil.copy(payload, ctx / 'payload.tar.gz')
+    build(runtime, ctx)
+    code, out = run(runtime, 'out', 'stat -c "%u:%g %a" /srv/app/conf.txt; cat /unpacked/inner/file.txt /etc/motd '
+                    '/from-heredoc /srv/app/shell.txt')
+    assert code == 0, out
+    assert out == '1000:1001 640\nfrom the archive\nhello \nworld\nshell-form\n'
+    assert runtime.images.get('out').config['config']['Shell'] == ['/bin/sh', '-e', '-c']
+
+
+def test_same_dockerfile_and_context_give_the_same_digest_in_two_stores(tmp_path, busybox_rootfs, monkeypatch):
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', str(EPOCH))
+    digests = []
+    for n in (1, 2):
+        root = tmp_path / ('store%d' % n)
+        rt = Runtime(str(root))
+        try:
+            rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
+            ctx = tmp_path / ('ctx%d' % n)
+            shutil.copytree(HELLOWORLD, ctx)
+            os.utime(ctx / 'cgi-bin' / 'index.cgi', (EPOCH + 1000 * n, EPOCH + 1000 * n))
+            build(rt, ctx, ['friendlyhello'])
+            digests.append(rt.images.get('friendlyhello').manifest.digest)
+        finally:
+            subprocess.run([sys.executable, '-c', 'import helpers; from pathlib import Path; '
+                            'helpers.release_store(Path(%r))' % str(root)],
+                           cwd=os.path.join(os.path.dirname(__file__), '..'), check=False)
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize('dockerfile,files,fragment', [
+    ('FROM busybox\nFROB x\n', {}, 'line 2: unknown instruction "FROB"'),
+    ('FROM busybox\nCOPY missing.txt /x\n', {}, 'missing.txt'),
+    ('FROM busybox\nCOPY ../outside /x\n', {}, 'outside the build context'),
+    ('FROM busybox\nCOPY link /x\n', {'link': '->/etc/passwd'}, 'outside the build context'),
+    ('FROM busybox\n\nRUN echo before-failing; exit 3\n', {}, 'line 3: RUN'),
+    ('FROM nothere\n', {}, 'line 1: FROM'),
+    ('FROM busybox\nCOPY a b c\n', {'a': 'a', 'b': 'b'}, 'destination directory'),
+])
+def test_bad_dockerfiles_fail_clearly_and_change_nothing(runtime, tmp_path, dockerfile, files, fragment):
+    ctx = tmp_path / 'ctx'
+    ctx.mkdir()
+    (ctx / 'Dockerfile').write_text(dockerfile)
+    for rel, text in files.items():
+        if text.startswith('->'):
+            os.symlink(text[2:], ctx / rel)
+        else:
+            (ctx / rel).write_text(text)
+    with pytest.raises(CtrError) as err:
+        build(runtime, ctx)
+    assert fragment in err.value.msg
+    assert runtime.images.find('out') is None
+    assert runtime.list() == []                         # no build container left behind
+    if 'RUN' in fragment:
+        assert 'exit code 3' in err.value.msg and 'before-failing' in err.value.msg
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    body = b'downloaded\n'
+
+    def do_GET(self):   # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(self.body)))
+        self.send_header('Last-Modified', 'Wed, 21 Oct 2015 07:28:00 GMT')
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_add_url_with_checksum_from_a_loopback_server(runtime, tmp_path):
+    server = http.server.HTTPServer(('127.0.0.1', 0), _Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = 'http://127.0.0.1:%d/file.txt' % server.server_port
+        good = 'sha256:' + hashlib.sha256(_Files.body).hexdigest()
+        ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\nADD --checksum=%s %s /dl/\n' % (good, url)})
+        build(runtime, ctx)
+        assert run(runtime, 'out', 'cat /dl/file.txt; stat -c %a /dl/file.txt')[1] == 'downloaded\n600\n'
+        (ctx / 'Dockerfile').write_text('FROM busybox\nADD --checksum=sha256:%s %s /dl/\n' % ('0' * 64, url))
+        with pytest.raises(CtrError, match='not the --checksum'):
+            build(runtime, ctx, ['bad'])
+    finally:
+        server.shutdown()
+        server.server_close()
