@@ -248,3 +248,95 @@ def test_add_url_with_checksum_from_a_loopback_server(runtime, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_module_build_create_repeat_change_check_and_bad_value(run_module, runtime, store_root, tmp_path):
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\nCOPY page.txt /page.txt\nRUN wc -c /page.txt\n',
+                                   'page.txt': 'one\n'})
+
+    def image(check=False, **build):
+        args = dict(path=str(ctx), network='none')
+        args.update(build)
+        return run_module('ctr_image', dict(name='site:1', source='build', build=args, root=str(store_root)),
+                          check=check, diff=True)
+
+    predicted = image(check=True)
+    assert predicted['changed'] and not predicted.get('failed')
+    assert runtime.images.find('site:1') is None
+    assert not (store_root / 'build' / 'cache').exists()            # check mode wrote nothing
+    created = image()
+    assert created['changed'] and created['image']['RepoTags'] == ['docker.io/library/site:1']
+    assert any('Step 3/3 : RUN wc -c /page.txt' == line for line in created['stdout_lines'])
+    assert created['diff']['after']['id'] == created['image']['Id']
+    again = image()
+    assert not again['changed'] and again['image']['Id'] == created['image']['Id']
+    assert image(check=True)['changed'] is False                     # every step cached: predicted exactly
+    (ctx / 'page.txt').write_text('two\n')
+    assert image(check=True)['changed']
+    changed = image()
+    assert changed['changed'] and changed['image']['Id'] != created['image']['Id']
+    labelled = image(labels={'team': 'web'}, args={'UNUSED': 1})
+    assert labelled['changed'] and labelled['image']['Config']['Labels'] == {'team': 'web'}
+    assert any('not consumed: UNUSED' in line for line in labelled['stdout_lines'])
+    before = runtime.images.get('site:1').id
+    (ctx / 'Dockerfile').write_text('FROM busybox\nRUN exit 7\n')
+    failed = image()
+    assert failed.get('failed') and 'line 2: RUN' in failed['msg'] and 'exit code 7' in failed['msg']
+    assert runtime.images.get('site:1').id == before
+    bad = run_module('ctr_image', dict(name='site:1', source='build', build=dict(path=str(ctx), network='nope'),
+                                       root=str(store_root)))
+    assert bad.get('failed') and 'network' in bad['msg']
+    missing = run_module('ctr_image', dict(name='site:1', source='build', build=dict(path=str(tmp_path / 'none')),
+                                           root=str(store_root)))
+    assert missing.get('failed') and 'none' in missing['msg'] and 'Traceback' not in missing['msg']
+
+
+def test_module_commit_create_repeat_change_and_bad_value(run_module, runtime, store_root):
+    c = runtime.create('busybox', name='box', command=['sh', '-c', 'echo v1 > /state; mkdir /vol'],
+                       network_mode='none')
+    runtime.start(c.Id)
+    runtime.wait(c.Id, timeout=60)
+
+    def commit(check=False, **extra):
+        args = dict(name='snap:1', source='commit', container='box', root=str(store_root),
+                    changes=['CMD ["cat", "/state"]'])
+        args.update(extra)
+        return run_module('ctr_image', args, check=check, diff=True)
+
+    assert commit(check=True)['changed']
+    assert runtime.images.find('snap:1') is None
+    first = commit()
+    assert first['changed'] and first['image']['Config']['Cmd'] == ['cat', '/state']
+    assert len(first['image']['RootFS']['Layers']) == 2
+    assert commit(check=True)['changed'] is False
+    assert commit()['changed'] is False
+    assert commit(changes=['CMD ["sh"]'])['changed']
+    bad = commit(changes=['FROB x'])
+    assert bad.get('failed') and 'FROB' in bad['msg']
+    missing = commit(container='nobody')
+    assert missing.get('failed') and 'nobody' in missing['msg']
+
+
+def test_cli_build_history_and_commit(runtime, store_root, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), '..', '..', 'plugins', 'module_utils'))
+
+    def ctr(*args):
+        return subprocess.run([sys.executable, '-m', 'ctr', '--root', str(store_root)] + list(args), env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    built = ctr('build', '-t', 'hello', '--network', 'none', HELLOWORLD)
+    assert built.returncode == 0, built.stderr
+    assert 'Successfully tagged docker.io/library/hello:latest' in built.stdout
+    history = ctr('history', 'hello')
+    assert history.returncode == 0 and history.stdout.splitlines()[0].split()[:3] == ['IMAGE', 'CREATED', 'CREATED']
+    assert len(history.stdout.splitlines()) == 1 + 7          # the base's one entry and six steps
+    c = runtime.create('hello', name='web', command=['sh', '-c', 'echo changed > /app/www/index.html'],
+                       network_mode='none')
+    runtime.start(c.Id)
+    runtime.wait(c.Id, timeout=60)
+    committed = ctr('commit', '-c', 'ENV VERSION=2', 'web', 'hello:v2')
+    assert committed.returncode == 0, committed.stderr
+    v2 = runtime.images.get('hello:v2')
+    assert v2.diff_ids[:-1] == runtime.images.get('hello').diff_ids and 'VERSION=2' in v2.config['config']['Env']
+    broken = ctr('build', str(tmp_path))
+    assert broken.returncode == 1 and broken.stderr.startswith('ctr: error:') and 'Traceback' not in broken.stderr
