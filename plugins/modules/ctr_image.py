@@ -47,9 +47,9 @@ options:
       - V(build) builds it from a Dockerfile as O(build) says, like C(docker build). Steps whose
         inputs did not change come from the build cache, so an unchanged rebuild is quick and gives
         the same image; the task reports a change only when O(name) ends up on another image.
-      - V(commit) makes an image of the container O(container), like C(docker commit): its image
-        plus one layer holding the container's changes (without volume contents, and without
-        C(/etc/hosts), C(/etc/hostname) and C(/etc/resolv.conf)).
+      - V(commit) makes an image of the container O(container), like C(docker commit). The new image is
+        the container's image plus one layer holding the container's changes, without volume contents
+        and without C(/etc/hosts), C(/etc/hostname) and C(/etc/resolv.conf).
       - V(local) expects the image to exist already (to tag or save it).
     type: str
     choices: [build, commit, import, load, local]
@@ -109,8 +109,8 @@ options:
       - With O(source=commit), freeze a running container while its changes are read.
     type: bool
     default: true
-  message:
-    description: With O(source=commit), the history comment of the new layer.
+  comment:
+    description: With O(source=commit), the history comment of the new layer (C(docker commit --message)).
     type: str
   changes:
     description:
@@ -299,7 +299,7 @@ def work(module):
         from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime import commit
         from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
         outcome = commit.commit(Runtime(p['root']), p['container'], name, changes=p['changes'], pause=p['pause'],
-                                message=p['message'], check=check)
+                                message=p['comment'], check=check)
         changed, actions = outcome.changed, outcome.actions
         predicted_new = check and outcome.changed
     elif p['source'] == 'import':
@@ -390,7 +390,7 @@ def main():
             )),
             container=dict(type='str'),
             pause=dict(type='bool', default=True),
-            message=dict(type='str'),
+            comment=dict(type='str'),
             import_path=dict(type='path'),
             changes=dict(type='list', elements='str', default=[]),
             load_path=dict(type='path'),

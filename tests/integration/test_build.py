@@ -340,3 +340,80 @@ def test_cli_build_history_and_commit(runtime, store_root, tmp_path):
     assert v2.diff_ids[:-1] == runtime.images.get('hello').diff_ids and 'VERSION=2' in v2.config['config']['Env']
     broken = ctr('build', str(tmp_path))
     assert broken.returncode == 1 and broken.stderr.startswith('ctr: error:') and 'Traceback' not in broken.stderr
+
+
+def test_review_fixes_network_from_args_symlink_names_fifos_and_globs(runtime, store_root, tmp_path, busybox_rootfs):
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\nRUN --network=host true\n'})
+    with pytest.raises(CtrError, match='line 2: RUN: --network=host needs a build whose network is host'):
+        build(runtime, ctx)                                  # a Dockerfile narrows the network, never widens it
+    special = tmp_path / 'special'
+    shutil.copytree(busybox_rootfs, special, symlinks=True)
+    os.mkfifo(special / 'fifo')
+    (special / 'g').mkdir()
+    (special / 'g' / 'abc').write_text('abc')
+    (special / 'g' / 'zed').write_text('zed')
+    runtime.images.import_rootfs(str(special), 'special', changes=['CMD ["sh"]'])
+    (ctx / 'Dockerfile').write_text(
+        'FROM busybox AS builder\nRUN echo built > /out\n'
+        'FROM busybox\nARG SRC=builder\nCOPY --from=$SRC /out /out\n'
+        'COPY --from=special /bin/sh /bin/ls /x/\n'
+        'COPY --from=special /fifo /fifo\n'
+        'COPY --from=special /g/[^a-y]* /glob/\n')
+    build(runtime, ctx)
+    code, out = run(runtime, 'out', 'cat /out; ls /x; test -p /fifo && echo fifo; ls /glob')
+    assert code == 0 and out == 'built\nls\nsh\nfifo\nzed\n', out
+
+
+def test_review_fixes_check_mode_epoch_paths_errors_and_counts(runtime, store_root, tmp_path):
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\nCOPY --chown=root:root a.txt /rel/../../x.txt\n'
+                                                 'COPY <<EOF /motd\nhi\nEOF\nCOPY --from=busybox /bin/sh /sh\n',
+                                   'a.txt': 'a'})
+    before = sorted(p for p in store_root.rglob('*'))
+    result = Builder(runtime, BuildOptions(path=str(ctx), network='none')).build(['out'], check=True)
+    assert result.changed and not result.complete
+    assert sorted(p for p in store_root.rglob('*')) == before          # check mode: not one file more
+    first = build(runtime, ctx, created=1000)
+    assert run(runtime, 'out', 'cat /x.txt /motd')[1] == 'ahi\n'         # the destination is cleaned, as Docker
+    assert build(runtime, ctx, created=2000).image.id != first.image.id   # another clamp, another image
+    os.chmod(ctx, 0o700)                                                 # the context dir's own mode: no miss
+    assert build(runtime, ctx, created=1000).image.id == first.image.id
+    (ctx / 'Dockerfile').write_text('FROM busybox\nCOPY nope /x\n')
+    with pytest.raises(CtrError, match=r'^Dockerfile, line 2: COPY: .*nope'):
+        build(runtime, ctx)
+    (ctx / 'Dockerfile').write_text('FROM busybox\nONBUILD ENV T=1\n')
+    build(runtime, ctx, ['parent'])
+    (ctx / 'Dockerfile').write_text('FROM parent\nENV PATH=/opt/bin:$PATH\n')
+    child = build(runtime, ctx, ['child'])
+    assert 'Step 3/3 : ENV PATH=/opt/bin:$PATH' in child.log
+    assert 'PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' in \
+        child.image.config['config']['Env']
+
+
+def test_many_layers_fit_one_overlay(runtime, tmp_path):
+    steps = ''.join('WORKDIR /w%02d\n' % i for i in range(60))
+    ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\n' + steps + 'RUN ls -d /w59 > /done\n'})
+    result = build(runtime, ctx)
+    assert len(result.image.diff_ids) == 62
+    assert run(runtime, 'out', 'cat /done')[1] == '/w59\n'
+
+
+class _Short(_Files):
+    def do_GET(self):   # noqa: N802
+        self.send_response(200)
+        self.send_header('Content-Length', '100000')
+        self.end_headers()
+        self.wfile.write(b'only this')
+
+
+def test_a_truncated_download_fails(runtime, tmp_path):
+    server = http.server.HTTPServer(('127.0.0.1', 0), _Short)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ctx = write(tmp_path / 'ctx', {'Dockerfile': 'FROM busybox\nADD http://127.0.0.1:%d/f /f\n'
+                                                     % server.server_port})
+        with pytest.raises(CtrError, match='stopped after 9 of 100000 bytes'):
+            build(runtime, ctx)
+    finally:
+        server.shutdown()
+        server.server_close()

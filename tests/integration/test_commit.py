@@ -259,3 +259,16 @@ def test_bad_names_and_missing_containers(runtime):
     with pytest.raises(InvalidArgument) as err:
         commit(runtime, c.Name, 'ok', message=['not', 'text'])
     assert 'message' in err.value.msg
+
+
+def test_a_container_left_frozen_by_a_killed_commit_still_execs_and_stops(runtime):
+    c = runtime.create('busybox', command=['sleep', '30'], network_mode='none')
+    runtime.start(c.Id)
+    cgroup = Cgroup.open(c.Id)
+    cgroup.freeze()                          # what a commit killed in the middle of its pack leaves behind
+    assert cgroup.is_frozen()
+    result = runtime.exec(c.Id, ['echo', 'thawed'])
+    assert result.rc == 0 and result.stdout.strip() == b'thawed'
+    cgroup.freeze()
+    stopped, changed = runtime.stop(c.Id, timeout=2)
+    assert changed and not stopped.State.Running

@@ -44,6 +44,7 @@ from .store import Descriptor, digest_hex
 from .timestamps import rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
+DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 BUILD_LABEL = 'org.daemonless.ctr.build'
 
 
@@ -126,6 +127,7 @@ class Builder:
         self.stages = {}            # stage index -> final StageState
         self.check = False
         self.steps = self.cached = 0
+        self.downloads = []         # scratch areas of the current step's downloads
 
     # -- output and time ------------------------------------------------------------------------
 
@@ -149,14 +151,16 @@ class Builder:
         target = self._target()
         needed = self._needed(target.index)
         total = sum(1 + len(self.dockerfile.stages[i].commands) for i in needed)
-        counter = [0]
+        counter = [0, total]
         if not check:
             self.store.init()
+            self.store.sweep_temp()             # the work areas of killed builds
+            self._sweep_containers()
         try:
             # gc waits for the build: its steps are not roots yet (check mode writes nothing, not even a lock)
             with contextlib.nullcontext() if check else self.store.writing():
                 for index in needed:
-                    self.stages[index] = self._stage(self.dockerfile.stages[index], counter, total)
+                    self.stages[index] = self._stage(self.dockerfile.stages[index], counter)
                 final = self.stages[target.index]
                 self._final_labels(final)
         except _Stop:
@@ -175,6 +179,25 @@ class Builder:
         if changed and not check:
             self.store.gc()
         return BuildResult(image, changed, self.log, self.steps, self.cached)
+
+    def _sweep_containers(self):
+        """Remove the RUN containers of builds that were killed (done, or never started, for 10 minutes)."""
+        from .timestamps import parse_rfc3339
+        limit = time.time() - 600
+        for container in self.runtime.list():
+            if (container.Config.get('Labels') or {}).get(BUILD_LABEL) != 'run' or container.State.Running \
+                    or container.State.MonitorPid:
+                continue
+            stamp = container.State.FinishedAt if container.State.Status != 'created' else container.Created
+            try:
+                old = parse_rfc3339(stamp) < limit
+            except ValueError:
+                old = True
+            if old:
+                try:
+                    self.runtime.remove(container.Id, force=True)
+                except CtrError:
+                    pass
 
     def _meta_args(self):
         from . import dockerfile_parse as dp
@@ -213,13 +236,32 @@ class Builder:
             base = self._stage_ref(self._expand_meta(stage.base), i)
             if base is not None:
                 todo.append(base)
+            args = dict(self.meta_args)
             for cmd in stage.commands:
+                if cmd.keyword == 'ARG':       # COPY --from=$X sees the ARGs before it (ENV does not count)
+                    args.update(self._stage_args(cmd, args))
                 src = cmd.flag('from') if cmd.keyword == 'COPY' else None
                 if src:
-                    ref = self._stage_ref(src, i)
+                    ref = self._stage_ref(self._wrap(cmd, self._expand, src, args), i)
                     if ref is not None:
                         todo.append(ref)
         return sorted(wanted)
+
+    def _stage_args(self, cmd, args):
+        from . import dockerfile_parse as dp
+        out = {}
+        for name, default in self._wrap(cmd, dp.parse_arg, cmd.args, self.dockerfile.escape):
+            if name in self.opts.args:
+                out[name] = str(self.opts.args[name])
+            elif default is not None:
+                out[name] = self._wrap(cmd, self._expand, default, args)
+            else:
+                out[name] = self.meta_args.get(name)
+        return out
+
+    def _expand(self, text, args):
+        from . import dockerfile_parse as dp
+        return dp.expand_word(text, self._visible(args), self.dockerfile.escape)
 
     def _stage_ref(self, text, before):
         """The index of an earlier stage ``text`` names (name or number), or None (an image)."""
@@ -239,18 +281,20 @@ class Builder:
 
     # -- stages -------------------------------------------------------------------------------------
 
-    def _stage(self, stage, counter, total):
+    def _stage(self, stage, counter):
         counter[0] += 1
-        self.emit('Step %d/%d : FROM %s%s' % (counter[0], total, stage.base, ' AS %s' % stage.name if stage.name else ''))
+        self.emit('Step %d/%d : FROM %s%s' % (counter[0], counter[1], stage.base,
+                                              ' AS %s' % stage.name if stage.name else ''))
         state = self._base(stage)
         self.emit(' ---> %s' % (state.config_digest[7:19] if state.manifest else 'scratch'))
         commands = list(stage.commands)
         triggers = state.body.pop('OnBuild', None) or []
         if triggers:
             commands = self._triggers(stage, triggers) + commands
+            counter[1] += len(triggers)
         for cmd in commands:
             counter[0] += 1
-            self.emit('Step %d/%d : %s' % (counter[0], total, cmd.original))
+            self.emit('Step %d/%d : %s' % (counter[0], counter[1], cmd.original))
             buildsteps.run(self, state, cmd)
         if not state.manifest:                 # FROM scratch and nothing else: still an image
             self._settle(state, state.key)
@@ -266,7 +310,8 @@ class Builder:
                               parent.config_digest)
         if base_text.lower() == 'scratch':
             config = dict(host_platform())
-            config.update({'config': {}, 'rootfs': {'type': 'layers', 'diff_ids': []}, 'history': []})
+            config.update({'config': {'Env': [DEFAULT_PATH]}, 'rootfs': {'type': 'layers', 'diff_ids': []},
+                           'history': []})
             return StageState(stage.index, 'scratch', config, [])
         image = self.images.find(base_text)
         if image is None:
@@ -278,6 +323,9 @@ class Builder:
             config.pop(key, None)
         config.setdefault('history', [])
         config.setdefault('rootfs', {'type': 'layers', 'diff_ids': []})
+        body = config.setdefault('config', {})
+        if not any(e.startswith('PATH=') for e in body.get('Env') or []):      # as Docker and BuildKit do
+            body['Env'] = list(body.get('Env') or []) + [DEFAULT_PATH]
         return StageState(stage.index, image.id, config, image.layers, image.manifest.digest, image.id)
 
     def _triggers(self, stage, triggers):
@@ -316,7 +364,7 @@ class Builder:
     def step(self, state, cmd, created_by, extra, action):
         """Run one step through the cache: ``action(state, config)`` changes a copy of the image config
         and returns the new layer's LayerDigests, or None."""
-        key = _key(state.key, created_by, extra)
+        key = _key(state.key, created_by, extra, self.epoch)     # another clamp is another image
         self.steps += 1
         hit = None if self.opts.nocache else self._cache_get(key)
         if hit is not None:
@@ -372,8 +420,21 @@ class Builder:
         return image
 
     def layer_dirs(self, state):
-        """The stage's unpacked layers, lowest first."""
-        return self.store.ensure_unpacked(state.layers, state.diff_ids) if state.layers else []
+        """The stage's unpacked layers, lowest first (in check mode only when they are unpacked already)."""
+        if not state.layers:
+            return []
+        if self.check:
+            from .store import chain_ids
+            dirs = [self.store.layer_dir(c) for c in chain_ids(state.diff_ids)]
+            if not all(os.path.isdir(d) for d in dirs):
+                raise _Stop()           # finding out would mean unpacking: predict a change
+            return dirs
+        return self.store.ensure_unpacked(state.layers, state.diff_ids)
+
+    def stop_if_check(self):
+        """Check mode cannot go on without doing something (a download): predict a change."""
+        if self.check:
+            raise _Stop()
 
     def state_image(self, state):
         if not state.manifest:
@@ -384,7 +445,7 @@ class Builder:
         """What ``$VAR`` sees at this step: the stage's ARGs, then its ENV (ENV wins, as in Docker)."""
         env = self._visible(state.args)
         for item in state.body.get('Env') or []:
-            name, _, value = item.partition('=')
+            name, dummy, value = item.partition('=')
             env[name] = value
         return env
 
@@ -399,14 +460,19 @@ class Builder:
         return self.meta_args.get(name)
 
     def _wrap(self, cmd, func, *args):
-        """Call ``func``; an InvalidArgument becomes a DockerfileError naming the file, line and instruction."""
+        """Call ``func``; any error of ours or of the kernel becomes a DockerfileError naming the file, the
+        line and the instruction."""
         from . import dockerfile_parse as dp
         try:
             return func(*args)
         except dp.DockerfileError:
             raise
-        except InvalidArgument as exc:
+        except CtrError as exc:
             raise dp.DockerfileError(self.shown_path, cmd.line, cmd.keyword, exc.msg) from None
+        except OSError as exc:
+            where = ' %s' % exc.filename if exc.filename else ''
+            raise dp.DockerfileError(self.shown_path, cmd.line, cmd.keyword, '%s%s: %s' % (
+                type(exc).__name__, where, exc.strerror or exc)) from None
 
 
 def stage_cmd(stage):

@@ -440,8 +440,7 @@ class BuildContext:
             self._check_link(top.path, top.target)
         yield top, '', st
         if top.kind == 'dir' and stat.S_ISDIR(st.st_mode):
-            for item in self._iterate(top, st):
-                yield item
+            yield from self._iterate(top, st)
 
     def _iterate(self, top, st, check_links=True):
         """The tree under the directory ``top`` (not ``top`` itself)."""
@@ -490,7 +489,8 @@ class BuildContext:
 
     def digest(self, entries_or_tops, chown=None, chmod=None):
         """``sha256:<hex>`` of the tops and their trees: names relative to each top, kind, mode, owner
-        (or the ``chown``/``chmod`` strings given), symlink targets and file bytes; never times or inodes."""
+        (or the ``chown``/``chmod`` strings given), symlink targets and file bytes; never times or inodes,
+        nor the metadata of a top that is a directory (COPY copies its contents, not it)."""
         tops = [entries_or_tops] if isinstance(entries_or_tops, Entry) else list(entries_or_tops)
         h = hashlib.sha256(b'ctr-buildcontext-digest-v1\n')
         for top in tops:
@@ -498,6 +498,8 @@ class BuildContext:
             for entry, sub, st in self._walk(top):
                 owner = [str(chown)] if chown is not None else [entry.uid, entry.gid]
                 mode = str(chmod) if chmod is not None and entry.kind != 'symlink' else entry.mode
+                if sub == '' and entry.kind == 'dir':
+                    owner, mode = [], ''        # COPY takes a directory's contents: its own metadata never lands
                 content = self._file_sha256(entry.path, st) if entry.kind == 'file' else ''
                 h.update(_record([sub, entry.kind, mode] + owner + [entry.size, entry.target, content]))
         if self._dirty:

@@ -22,8 +22,8 @@ host. Leaves are created without following symlinks.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
+import posixpath
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -55,6 +55,7 @@ class Source:
     mtime_ns: Optional[int] = None
     entries: Optional[Tuple[Tuple[str, str], ...]] = None     # a context dir: (path under it, host path), walked
     #                                                           by the parent (ignore rules applied), parents first
+    data: Optional[bytes] = None    # a heredoc: the file's content (``path`` is unused)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def apply(scratch, operations):
             chunks.append(data)
     finally:
         os.close(read_fd)
-        _, status = os.waitpid(pid, 0)
+        status = os.waitpid(pid, 0)[1]
     message = b''.join(chunks).decode('utf-8', 'replace')
     if os.waitstatus_to_exitcode(status) != 0 or message:
         raise StepError(message or 'the build step helper died (wait status %d)' % status)
@@ -169,15 +170,7 @@ def _child(scratch, operations):   # pragma: no cover - runs in the child
 
 def _overlay(target, lower, upper=None, work=None):
     from .runtime import rootfs
-    paths = rootfs.RootfsPaths(init='', upper=upper or '', work=work or '', merged=target, lower=lower)
-    data = rootfs.overlay_options(paths)
-    if upper is None:
-        data = ','.join(o for o in data.split(',') if not o.startswith(('upperdir=', 'workdir=')))
-    flags = libc.MS_RDONLY if upper is None else 0
-    try:
-        libc.mount('overlay', target, 'overlay', flags, data)
-    except OSError as exc:
-        raise KernelError.from_oserror('mount the build overlay on', target, exc)
+    rootfs.mount_overlay(rootfs.RootfsPaths(init='', upper=upper or '', work=work or '', merged=target, lower=lower))
 
 
 # -- paths inside an image -------------------------------------------------------------------------
@@ -225,13 +218,15 @@ def resolve_in_root(root, path, make=None, follow_leaf=True):
 
 
 def _glob_in_root(root, pattern, what):
-    """COPY --from sources: Go ``filepath.Match`` patterns, one component at a time, inside ``root``."""
+    """COPY --from sources: Go ``filepath.Match`` patterns, one component at a time, inside ``root``;
+    ``[(name, host path)]`` where the name is the matched one (a symlink source keeps its own name)."""
+    from .buildcontext import has_wildcard, translate
     parts = [p for p in pattern.split('/') if p and p != '.']
     found = ['']
-    for i, comp in enumerate(parts):
+    for comp in parts:
         nxt = []
         for rel in found:
-            if not any(c in comp for c in '*?['):
+            if not has_wildcard(comp):
                 nxt.append(rel + '/' + comp)
                 continue
             base = resolve_in_root(root, rel or '/')
@@ -239,16 +234,27 @@ def _glob_in_root(root, pattern, what):
                 names = sorted(os.listdir(base))
             except OSError:
                 continue
-            nxt.extend(rel + '/' + n for n in names if fnmatch.fnmatchcase(n, comp))
+            nxt.extend(rel + '/' + n for n in names if _go_match(translate(comp, docker=False), n))
         found = nxt
     out = []
     for rel in found or ['/']:
         host = resolve_in_root(root, rel or '/')
         if os.path.lexists(host):
-            out.append(host)
+            out.append((posixpath.basename(posixpath.normpath('/' + rel)), host))
     if not out:
         raise StepError('%s source "%s" does not exist in the stage or image it copies from' % (what, pattern))
     return out
+
+
+def _go_match(compiled, name):
+    kind, value = compiled
+    if kind == 'exact':
+        return name == value
+    if kind == 'prefix':
+        return name.startswith(value)
+    if kind == 'suffix':
+        return name.endswith(value)
+    return value.match(name) is not None
 
 
 def _kind(st):
@@ -266,9 +272,9 @@ def _kind(st):
 def _copy(root, view_root, op):
     sources = list(op.sources)
     for pattern in op.view_patterns:
-        for host in _glob_in_root(view_root, pattern, op.what):
-            st = os.lstat(host)
-            sources.append(Source(host, _kind(st), in_view=True))
+        for name, host in _glob_in_root(view_root, pattern, op.what):
+            st = os.stat(host) if os.path.exists(host) else os.lstat(host)   # the top source is followed
+            sources.append(Source(host, _kind(st), in_view=True, name=name))
     if len(sources) > 1 and not op.dest_is_dir:
         raise StepError('%s with more than one source needs a destination directory ending in "/" (%s)'
                         % (op.what, op.dest))
@@ -295,7 +301,12 @@ def _copy(root, view_root, op):
             else:
                 parent = resolve_in_root(root, os.path.dirname(op.dest.rstrip('/')) or '/', make=made)
                 leaf = os.path.join(parent, os.path.basename(op.dest.rstrip('/')))
-            _place(src.path, leaf, os.lstat(src.path), owner, op.chmod, src.mode, src.mtime_ns)
+            if src.data is not None:
+                _write_data(leaf, src.data, owner or (0, 0), op.chmod if op.chmod is not None else src.mode,
+                            src.mtime_ns)
+            else:
+                _place(src.path, leaf, os.stat(src.path) if src.in_view else os.lstat(src.path), owner, op.chmod,
+                       src.mode, src.mtime_ns)
 
 
 def _ensure_dir(host, shown):
@@ -308,8 +319,6 @@ def _copy_tree(src_dir, dest_dir, owner, chmod):
     for name in sorted(os.listdir(src_dir)):
         src = os.path.join(src_dir, name)
         st = os.lstat(src)
-        if _kind(st) == 'other':
-            continue
         leaf = os.path.join(dest_dir, name)
         _place(src, leaf, st, owner, chmod)
         if stat.S_ISDIR(st.st_mode):
@@ -350,6 +359,10 @@ def _place(src, leaf, st, owner, chmod, mode=None, mtime_ns=None):
     if want_dir:
         if old is None:
             os.mkdir(leaf, 0o700)
+    elif _kind(st) == 'other':          # FIFOs and devices of an image are made again, never opened
+        if stat.S_ISSOCK(st.st_mode):
+            return
+        os.mknod(leaf, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
     elif stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), leaf)
         os.lchown(leaf, uid, gid)
@@ -362,8 +375,34 @@ def _place(src, leaf, st, owner, chmod, mode=None, mtime_ns=None):
     os.utime(leaf, ns=(st.st_atime_ns, mtime_ns or st.st_mtime_ns), follow_symlinks=False)
 
 
+def _write_data(leaf, data, owner, mode, mtime_ns):
+    try:
+        old = os.lstat(leaf)
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        if stat.S_ISDIR(old.st_mode):
+            fsutil.remove_tree(leaf)
+        else:
+            os.unlink(leaf)
+    fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.lchown(leaf, owner[0], owner[1])
+    os.chmod(leaf, mode if mode is not None else 0o644)
+    if mtime_ns is not None:
+        os.utime(leaf, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+
 def _copy_file(src, dest):
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd_in).st_mode):
+        os.close(fd_in)
+        raise StepError('%s changed while it was being copied: it is no longer a regular file' % src)
     try:
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -32,11 +32,12 @@ def run(builder, state, cmd):
     if handler is None:
         raise InvalidArgument('%s is not supported inside a stage' % cmd.keyword)
     scratch = []
+    builder.downloads = []
     try:
         builder._wrap(cmd, handler, builder, state, cmd, scratch)
     finally:
-        for s in scratch:
-            s.close()
+        for area in scratch + builder.downloads:
+            area.close()
 
 
 def _env(b, state):
@@ -58,7 +59,7 @@ def _no_layer(state, config):
 
 
 def _unsupported_flags(cmd, allowed):
-    for name, _ in cmd.flags:
+    for name, dummy in cmd.flags:
         if name not in allowed:
             raise InvalidArgument('the --%s flag of %s is not supported by this builder' % (name, cmd.keyword))
 
@@ -89,18 +90,19 @@ def _env_instruction(b, state, cmd, scratch):
             labels = dict(body.get('Labels') or {})
             labels.update(pairs)
             body['Labels'] = labels
-    text = ' '.join('%s=%s' % (k, json.dumps(v) if cmd.keyword == 'LABEL' else v) for k, v in pairs)
+    text = ' '.join('%s=%s' % (k, v) for k, v in pairs)
     b.step(state, cmd, NOP + ' %s %s' % (cmd.keyword, text), None, action)
 
 
 def _expose(b, state, cmd, scratch):
-    ports = dockerfile.parse_ports(Instruction('EXPOSE', ' '.join(_words(b, state, cmd.args)), cmd.original))
+    written = _words(b, state, cmd.args)
+    ports = dockerfile.parse_ports(Instruction('EXPOSE', ' '.join(written), cmd.original))
 
     def action(st, config):
         exposed = dict(config['config'].get('ExposedPorts') or {})
         exposed.update((p, {}) for p in ports)
         config['config']['ExposedPorts'] = exposed
-    b.step(state, cmd, NOP + ' EXPOSE %s' % ' '.join(ports), None, action)
+    b.step(state, cmd, NOP + ' EXPOSE %s' % ' '.join(written), None, action)
 
 
 def _volume(b, state, cmd, scratch):
@@ -132,14 +134,14 @@ def _simple(b, state, cmd, scratch):
     elif key == 'SHELL':
         if not cmd.json_args:
             raise InvalidArgument('SHELL must be written in JSON form, for example SHELL ["/bin/bash", "-c"]')
-        field_name, value, shown = 'Shell', list(cmd.json_args), json.dumps(cmd.json_args)
+        field_name, value, shown = 'Shell', list(cmd.json_args), '[%s]' % ' '.join(cmd.json_args)
     elif key == 'ONBUILD':
         field_name, value, shown = 'OnBuild', cmd.args, cmd.args
     elif key == 'MAINTAINER':
         field_name, value, shown = None, cmd.args, cmd.args
     else:           # CMD, ENTRYPOINT: no substitution (Docker leaves it to the shell)
         argv = cmd.json_args if cmd.json_args is not None else list(state.body.get('Shell') or DEFAULT_SHELL) + [cmd.args]
-        field_name, value, shown = ('Cmd' if key == 'CMD' else 'Entrypoint'), argv, json.dumps(argv)
+        field_name, value, shown = ('Cmd' if key == 'CMD' else 'Entrypoint'), argv, go_quoted(argv)
     reset_cmd = key == 'ENTRYPOINT' and not state.cmd_set
     if key == 'CMD':
         state.cmd_set = True
@@ -155,6 +157,11 @@ def _simple(b, state, cmd, scratch):
         if reset_cmd:       # Docker: an ENTRYPOINT drops the CMD inherited from the base image
             body['Cmd'] = None
     b.step(state, cmd, NOP + ' %s %s' % (key, shown), None, action)
+
+
+def go_quoted(argv):
+    """A list as Go's ``%q`` prints it, the form ``docker history`` shows: ``["sh" "-c" "echo hi"]``."""
+    return '[%s]' % ' '.join(json.dumps(a, ensure_ascii=False) for a in argv)
 
 
 def _healthcheck(b, state, cmd, scratch):
@@ -223,66 +230,87 @@ def _copy(b, state, cmd, scratch):
     if len(words) < 2:
         raise InvalidArgument('%s needs at least one source and a destination' % cmd.keyword)
     srcs, dest = words[:-1], words[-1]
-    workdir = state.body.get('WorkingDir') or '/'
-    dest_abs = posixpath.join(workdir, dest)
-    dest_is_dir = dest.endswith('/') or dest in ('.', '..') or dest.endswith('/.')
+    dest_is_dir = dest.endswith('/') or dest in ('.', '..') or dest.endswith(('/.', '/..'))
+    dest_abs = posixpath.normpath(posixpath.join(state.body.get('WorkingDir') or '/', dest))   # as Docker cleans it
+    if len(srcs) > 1 and not dest_is_dir:
+        raise InvalidArgument('%s with more than one source needs a destination directory ending in "/", not "%s"'
+                              % (cmd.keyword, dest))
     owner, chown_text = _owner(b, state, cmd)
     chmod_text = cmd.flag('chmod')
     chmod = _chmod(chmod_text)
     source_from = cmd.flag('from')
+    view = None
     if source_from:
         source_from = _word(b, state, source_from)
         ref = b._stage_ref(source_from, state.index)
         if ref is not None:
-            src_state = b.stages[ref]
-            view_key, view_layers = src_state.key, b.layer_dirs(src_state)
+            if ref not in b.stages:
+                raise InvalidArgument('COPY --from="%s": that stage was not built before this one' % source_from)
+            view = b.stages[ref]
+            view_key = view.key
         else:
             image = b.images.find(source_from)
             if image is None:
                 raise InvalidArgument('COPY --from="%s" names neither an earlier stage nor an image in the store'
                                       % source_from)
-            view_key, view_layers = image.id, b.images.unpack(image.id)
+            view, view_key = image, image.id
         op = dict(sources=(), view_patterns=tuple(srcs))
         extra = [view_key, srcs, chown_text, chmod_text]
         shown = '--from=%s %s' % (source_from, ' '.join(srcs))
+        pending = []
     else:
-        view_layers = []
-        sources, digests = _context_sources(b, state, cmd, srcs, add, scratch)
+        sources, parts, pending = _context_sources(b, state, cmd, srcs, add)
         op = dict(sources=tuple(sources))
-        extra = [digests, chown_text, chmod_text]
+        extra = [parts, chown_text, chmod_text]
         kind = 'dir' if len(sources) == 1 and sources[0].kind == 'dir' else ('file' if len(sources) == 1 else 'multi')
-        shown = '%s:%s' % (kind, _short_hash(digests))
-    if len(srcs) > 1 and not dest_is_dir:
-        raise InvalidArgument('%s with more than one source needs a destination directory ending in "/", not "%s"'
-                              % (cmd.keyword, dest))
-    copy_op = buildfs.Copy(dest=dest_abs, dest_is_dir=dest_is_dir, owner=owner, chmod=chmod,
-                           what=cmd.keyword, **op)
+        shown = '%s:%s' % (kind, _short_hash(parts))
 
     def action(st, config):
+        view_layers = []
+        if view is not None:
+            view_layers = (b.layer_dirs(view) if hasattr(view, 'key')
+                           else b.store.ensure_unpacked(view.layers, view.diff_ids))
         area = _scratch(b, st, scratch, view_layers)
+        fetched = {}
+        for index, url in pending:          # ADD URLs with a --checksum are fetched only when the step runs
+            fetched[index] = _fetch_source(b, cmd, url, area)
+        sources = tuple(fetched.get(i, src) for i, src in enumerate(op['sources']))
+        copy_op = buildfs.Copy(sources=sources, view_patterns=op['view_patterns'] if 'view_patterns' in op else (),
+                               dest=dest_abs, dest_is_dir=dest_is_dir, owner=owner, chmod=chmod, what=cmd.keyword)
         buildfs.apply(area, [copy_op])
         return pack(b, st, area.path('upper'), adopt=True)
     b.step(state, cmd, NOP + '%s %s in %s ' % (cmd.keyword, shown, dest), extra, action)
 
 
-def _context_sources(b, state, cmd, srcs, add, scratch):
-    """COPY/ADD sources from the context, downloads and heredocs: (buildfs.Source list, their content hash)."""
+def _context_sources(b, state, cmd, srcs, add):
+    """COPY/ADD sources from the context, URLs and heredocs: (buildfs.Source list, what the cache key hashes,
+    [(index, url)] of downloads left for the step to do)."""
     from . import buildfs
     heredocs = {h.name: h for h in cmd.heredocs}
-    sources, parts = [], []
+    sources, parts, pending = [], [], []
     for src in srcs:
         m = _HEREDOC.match(src)
         if m and m.group(3) in heredocs:
             doc = heredocs[m.group(3)]
             text = _word(b, state, doc.content) if doc.expand and '$' in doc.content else doc.content
-            path = _file_in(b, state, scratch, text.encode('utf-8'))
-            sources.append(buildfs.Source(path, 'file', mode=0o644, name=m.group(3), mtime_ns=_epoch_ns(b)))
-            parts.append(['heredoc', m.group(3), hashlib.sha256(text.encode('utf-8')).hexdigest()])
-        elif add and re.match(r'^https?://', src):
-            path, digest, name, mtime_ns = _download(b, state, cmd, src, scratch)
-            sources.append(buildfs.Source(path, 'file', mode=0o600, name=name, mtime_ns=mtime_ns))
-            parts.append(['url', src, digest])
-        elif add and re.match(r'^[a-z][a-z0-9+.-]*://', src) or src.startswith('git@'):
+            data = text.encode('utf-8')
+            sources.append(buildfs.Source('', 'file', mode=0o644, name=_leaf_name(m.group(3), src),
+                                          mtime_ns=_epoch_ns(b), data=data))
+            parts.append(['heredoc', m.group(3), hashlib.sha256(data).hexdigest()])
+        elif add and re.match(r'^https?://', src, re.IGNORECASE):
+            want = cmd.flag('checksum')
+            if want:
+                if not re.match(r'^sha256:[0-9a-f]{64}$', want):
+                    raise InvalidArgument('ADD --checksum "%s" is not sha256: and 64 hex digits' % want)
+                pending.append((len(sources), src))
+                sources.append(buildfs.Source('', 'file'))      # a placeholder, fetched when the step runs
+                parts.append(['url', src, want])
+            else:
+                b.stop_if_check()           # the content decides the key: only a download tells
+                source, digest = _fetch_source(b, cmd, src, None, with_digest=True)
+                sources.append(source)
+                parts.append(['url', src, digest])
+        elif add and re.match(r'^[a-z][a-z0-9+.-]*://', src, re.IGNORECASE) or src.startswith('git@'):
             raise InvalidArgument('ADD source "%s": only http and https URLs are supported' % src)
         else:
             tops = b.context.sources(src, cmd.keyword)
@@ -290,14 +318,33 @@ def _context_sources(b, state, cmd, srcs, add, scratch):
                 name = posixpath.basename(top.rel) if top.rel not in ('', '.') else ''
                 if top.kind == 'dir':
                     entries = tuple((_under(top.rel, e.rel), e.path) for e in b.context.walk(top)
-                                    if e.rel != top.rel)
+                                    if e.rel != top.rel and e.kind != 'other')
                     sources.append(buildfs.Source(top.path, 'dir', entries=entries))
                 elif top.kind in ('file', 'symlink'):
                     sources.append(buildfs.Source(top.path, top.kind, extract=add and top.kind == 'file'
                                                   and _is_archive(top.path), name=name))
+                else:
+                    raise InvalidArgument('%s source "%s" is not a file, directory or symlink' % (cmd.keyword, top.rel))
             # files from the context belong to root unless --chown says otherwise: the host's owners never count
             parts.append(['context', src, b.context.digest(tops, chown='0:0')])
-    return sources, parts
+    return sources, parts, pending
+
+
+def _leaf_name(name, shown):
+    if name in ('', '.', '..') or '/' in name:
+        raise InvalidArgument('"%s" cannot name a file' % shown)
+    return name
+
+
+def _fetch_source(b, cmd, url, area, with_digest=False):
+    """Download ``url`` for ADD into a scratch area (made when ``area`` is None): a buildfs.Source."""
+    from . import buildfs
+    if area is None:
+        area = buildfs.Scratch.create(b.store.root, [])
+        b.downloads.append(area)
+    path, digest, name, mtime_ns = _download(cmd, url, area)
+    source = buildfs.Source(path, 'file', mode=0o600, name=_leaf_name(name, url), mtime_ns=mtime_ns)
+    return (source, digest) if with_digest else source
 
 
 def _is_archive(path):
@@ -317,32 +364,28 @@ def _epoch_ns(b):
     return int((b.epoch if b.epoch is not None else time.time()) * 1e9)
 
 
-def _file_in(b, state, scratch, data):
-    area = _scratch(b, state, scratch)
-    path = os.path.join(area.path('files'), 'f%d' % len(os.listdir(area.path('files'))))
-    with open(path, 'wb') as f:
-        f.write(data)
-    return path
-
-
-def _download(b, state, cmd, url, scratch):
-    """ADD URL: fetched now (every build, as Docker does), checked against --checksum when given."""
+def _download(cmd, url, area):
+    """ADD URL: fetched when the step needs it, checked against --checksum when given, and whole."""
     import email.utils
-    import urllib.error
-    import urllib.request
-    path = _file_in(b, state, scratch, b'')
+    import http.client
+    path = os.path.join(area.path('files'), 'download-%d' % len(os.listdir(area.path('files'))))
     digest = hashlib.sha256()
+    got_bytes = 0
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(path, 'wb') as f:  # noqa: S310 (http/https only)
+        with _http_get(url) as resp, open(path, 'wb') as f:
+            expected = resp.getheader('Content-Length')
             while True:
                 chunk = resp.read(1 << 20)
                 if not chunk:
                     break
                 digest.update(chunk)
+                got_bytes += len(chunk)
                 f.write(chunk)
-            modified = resp.headers.get('Last-Modified')
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise InvalidArgument('ADD could not download %s: %s' % (url, getattr(exc, 'reason', exc)))
+            modified = resp.getheader('Last-Modified')
+        if expected is not None and expected.isdigit() and int(expected) != got_bytes:
+            raise ValueError('the download stopped after %d of %s bytes' % (got_bytes, expected))
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise InvalidArgument('ADD could not download %s: %s' % (url, exc))
     got = 'sha256:' + digest.hexdigest()
     want = cmd.flag('checksum')
     if want and want != got:
@@ -357,13 +400,37 @@ def _download(b, state, cmd, url, scratch):
     return path, got, name, mtime_ns
 
 
+def _http_get(url, redirects=5):
+    """A GET of an http(s) URL following up to ``redirects`` redirects; the response (a context manager)."""
+    import http.client
+    import urllib.parse
+    for dummy in range(redirects + 1):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ValueError('"%s" is not an http or https URL' % url)
+        kind = http.client.HTTPSConnection if parts.scheme == 'https' else http.client.HTTPConnection
+        conn = kind(parts.hostname, parts.port, timeout=60)
+        conn.request('GET', urllib.parse.urlunsplit(('', '', parts.path or '/', parts.query, '')),
+                     headers={'User-Agent': 'daemonless.ctr'})
+        resp = conn.getresponse()
+        if resp.status in (301, 302, 303, 307, 308) and resp.getheader('Location'):
+            url = urllib.parse.urljoin(url, resp.getheader('Location'))
+            conn.close()
+            continue
+        if resp.status != 200:
+            conn.close()
+            raise ValueError('the server answered %d %s' % (resp.status, resp.reason))
+        return resp
+    raise ValueError('more than %d redirects' % redirects)
+
+
 def _owner(b, state, cmd):
     """--chown: (uid, gid), names looked up in the stage's /etc/passwd and /etc/group."""
     text = cmd.flag('chown')
     if text is None:
         return None, None
     text = _word(b, state, text)
-    user, _, group = text.partition(':')
+    user, dummy, group = text.partition(':')
     if not user:
         raise InvalidArgument('--chown "%s" names no user' % text)
     uid = _id_of(b, state, user, '/etc/passwd', 2, text)
@@ -439,6 +506,8 @@ def _run(b, state, cmd, scratch):
     network = cmd.flag('network') or 'default'
     if network not in ('default', 'none', 'host'):
         raise InvalidArgument('RUN --network "%s" is not one of default, none, host' % network)
+    if network == 'host' and b.opts.network != 'host':       # a Dockerfile narrows the network, never widens it
+        raise InvalidArgument('--network=host needs a build whose network is host, not %s' % b.opts.network)
     network = b.opts.network if network == 'default' else network
     argv = buildrun.argv(cmd, state.body.get('Shell') or DEFAULT_SHELL)
     args = [(k, v) for k, v in state.args.items() if v is not None]

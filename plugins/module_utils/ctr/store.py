@@ -282,7 +282,8 @@ class Store:
         return self._flock('index', exclusive=True)
 
     def sweep_temp(self):
-        """Remove what killed writers left in ``tmp/`` and ``layers/.tmp-*``, if no writer is running now."""
+        """Remove what killed writers left in ``tmp/``, ``layers/.tmp-*`` and ``build/tmp/``, if no writer
+        is running now."""
         if not os.path.isdir(self.locks_dir):
             return
         fd = os.open(os.path.join(self.locks_dir, 'writers.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -304,6 +305,10 @@ class Store:
             for name in os.listdir(self.layers_dir):
                 if name.startswith(fsutil.TMP_PREFIX):
                     fsutil.remove_tree(os.path.join(self.layers_dir, name))
+        scratch = os.path.join(self.root, 'build', 'tmp')       # the work areas of killed build steps
+        if os.path.isdir(scratch):
+            for name in os.listdir(scratch):
+                fsutil.remove_tree(os.path.join(scratch, name))
 
     # -- layer sizes ---------------------------------------------------------
     # The uncompressed size of each layer (what Docker and podman call an image's Size) is
@@ -504,6 +509,10 @@ class Store:
                     if 'sha256:' + name not in keep_chains:
                         fsutil.remove_tree(os.path.join(self.layers_dir, name))
                         removed.layers.append('sha256:' + name)
+            links = os.path.join(self.root, 'l')     # short names of layers (rootfs.mount_overlay)
+            for name in os.listdir(links) if os.path.isdir(links) else ():
+                if not os.path.exists(os.path.join(links, name)):
+                    os.unlink(os.path.join(links, name))
             sizes = os.path.join(self.root, 'diffs')
             if os.path.isdir(sizes):
                 for name in os.listdir(sizes):

@@ -16,8 +16,19 @@ def rfc3339(ts):
     return dt.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def parse_rfc3339(text):
+    """Seconds since the epoch of an RFC 3339 UTC time as :func:`rfc3339` and the monitor write it
+    (``Z``, up to nanoseconds); ValueError when it is something else."""
+    import re
+    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$', text or '')
+    if not m:
+        raise ValueError('%r is not an RFC 3339 UTC time' % (text,))
+    dt = datetime.datetime.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S').replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp() + (int(m.group(2).ljust(9, '0')) / 1e9 if m.group(2) else 0.0)
+
+
 def now():
     return rfc3339(time.time())
 
 
-__all__ = ['now', 'rfc3339']
+__all__ = ['now', 'parse_rfc3339', 'rfc3339']

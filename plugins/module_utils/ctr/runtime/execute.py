@@ -349,6 +349,8 @@ def prepare(container, argv, env=None, user=None, workdir=None):
     try:
         from . import cgroups
         cgroup = cgroups.Cgroup.open(container.Id)
+        if cgroup is not None and not state.Paused and cgroup.is_frozen():
+            cgroup.thaw()       # a commit killed while it had the container frozen: nothing else freezes it
     except (ImportError, CtrError, OSError):
         cgroup = None
     return ExecPlan(state.Pid, list(argv), environment, cwd, who.uid, who.gid, list(who.additional_gids), caps,

@@ -390,6 +390,8 @@ class Runtime:
         pid = state.Pid
         ours = pid and (parent_of(pid) == state.MonitorPid if state.MonitorPid else self._pid_alive(state))
         if ours:
+            if not state.Paused:    # a commit killed while it had the container frozen: a signal would wait
+                _thaw_left_frozen(container.Id)
             try:
                 os.kill(pid, number)
             except ProcessLookupError:
@@ -603,6 +605,16 @@ _ADJECTIVES = ('brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'ke
                'quiet', 'sharp', 'tender', 'vivid', 'witty')
 _NOUNS = ('ant', 'bee', 'cat', 'deer', 'eel', 'fox', 'gnu', 'hare', 'ibis', 'jay', 'kiwi', 'lynx', 'mole', 'newt',
           'owl', 'puma')
+
+
+def _thaw_left_frozen(container_id):
+    try:
+        from . import cgroups
+        cgroup = cgroups.Cgroup.open(container_id)
+        if cgroup is not None and cgroup.is_frozen():
+            cgroup.thaw()
+    except (ImportError, CtrError, OSError):
+        pass
 
 
 def _generated_name(container_id):

@@ -75,7 +75,9 @@ def prepare(container_dir, layer_dirs, hostname, hosts_text=None, resolv_text=No
 
 def overlay_options(p, features_dir='/sys/module/overlay/parameters'):
     """The mount data for the overlay; features the kernel knows are switched off."""
-    opts = ['lowerdir=' + ':'.join(p.lower), 'upperdir=' + p.upper, 'workdir=' + p.work]
+    opts = ['lowerdir=' + ':'.join(p.lower)]
+    if p.upper:
+        opts += ['upperdir=' + p.upper, 'workdir=' + p.work]
     for feature in _OFF_FEATURES:
         if os.path.exists(os.path.join(features_dir, feature)):
             opts.append('%s=off' % feature)
@@ -90,11 +92,61 @@ def mount(p):
     """Mount the overlay at ``merged`` (nothing to do when it is mounted already)."""
     if os.path.ismount(p.merged):
         return False
+    mount_overlay(p, libc.MS_NODEV)
+    return True
+
+
+def mount_overlay(p, flags=0):
+    """Mount ``p``'s overlay at ``p.merged`` (no upper dir when ``p.upper`` is empty: read-only).
+
+    When the lower dirs' paths overflow the page of mount options (about 40 layers), the
+    store's layers are named by short links (``<root>/l/<12 hex>``, overlay2's trick) relative
+    to the store root, which the mount is made from; that fits some 240 layers.
+    """
     try:
-        libc.mount('overlay', p.merged, 'overlay', libc.MS_NODEV, overlay_options(p))
+        data, base = overlay_options(p), None
+    except CtrError:
+        base, lower = _short_lowers(p.lower)
+        if base is None:
+            raise
+        data = overlay_options(RootfsPaths(p.init, p.upper, p.work, p.merged, lower))
+    if not p.upper:
+        flags |= libc.MS_RDONLY
+    cwd = os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if base else None
+    try:
+        if base:
+            os.chdir(base)
+        libc.mount('overlay', p.merged, 'overlay', flags, data)
     except OSError as exc:
         raise KernelError.from_oserror('mount overlay on', p.merged, exc)
-    return True
+    finally:
+        if cwd is not None:
+            os.fchdir(cwd)
+            os.close(cwd)
+
+
+def _short_lowers(lower):
+    """(store root, lower dirs with the store's layers as ``l/<12 hex>`` links), or (None, lower)."""
+    base, out = None, []
+    for path in lower:
+        parent, name = os.path.split(path)
+        if os.path.basename(parent) != 'layers' or len(name) != 64:
+            out.append(path)
+            continue
+        root = os.path.dirname(parent)
+        if base not in (None, root):
+            return None, lower
+        base = root
+        links = os.path.join(root, 'l')
+        fsutil.makedirs(links, 0o700)
+        link, target = os.path.join(links, name[:12]), os.path.join('..', 'layers', name)
+        try:
+            os.symlink(target, link)
+        except FileExistsError:
+            if os.readlink(link) != target:     # another layer with the same 12 hex digits: no short name
+                return None, lower
+        out.append(os.path.join('l', name[:12]))
+    return base, out
 
 
 def unmount(p):
