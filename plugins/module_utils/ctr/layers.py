@@ -10,8 +10,8 @@ Packing and importing make one streaming pass through ``streams.BlobSink``
 (diff ID, deflate on a worker thread behind a fixed gzip header, digest), so the
 same tree always gives the same bytes. Writing a blob into the store atomically
 is the caller's job; these functions only write to the file object they are given.
-Reading and validating tar streams and the descriptor-based, hostile-input
-safe extraction live in ``layers_extract``.
+Reading and validating tar streams lives in ``tarscan``, the descriptor-based,
+hostile-input safe extraction in ``layers_extract``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from .errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotF
 from .store import chain_ids, check_digest
 from .streams import (CHUNK, COMPRESSIONS, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, BlobSink, LayerDigests,
                       detect_compression, open_uncompressed, read_diff_id)
-from .layers_extract import (OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, TAR_ERRORS, LayerWriter, TarScan,
-                             is_overlay_whiteout, whiteout_name)
+from .layers_extract import OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, LayerWriter, is_overlay_whiteout, whiteout_name
+from .tarscan import TAR_ERRORS, TarScan
 
 _BLOCK = 512
 _NOT_PACKED_XATTRS = ('security.selinux', 'trusted.overlay.')
