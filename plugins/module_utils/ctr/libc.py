@@ -87,6 +87,12 @@ def umount(target, flags=0):
     return _check(_lib().umount2(_b(target), ctypes.c_int(flags)), 'umount', target)
 
 
+def close_range(first, last=0xFFFFFFFF):
+    """close_range(2) (Linux 5.9, same number everywhere): closes ``first``..``last`` in one call."""
+    return _check(_lib().syscall(ctypes.c_long(436), ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(0)),
+                  'close_range')
+
+
 def unshare(flags):
     return _check(_lib().unshare(ctypes.c_int(flags)), 'unshare')
 

@@ -109,7 +109,12 @@ def remove_netns(path):
 def _in_child(func, *args):
     """Run ``func`` in a forked child; its exception comes back as CtrError with the same message."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:
         try:
             os.close(read_fd)
@@ -139,7 +144,12 @@ class Wirer:
     def __init__(self):
         job_r, self._job_w = os.pipe2(os.O_CLOEXEC)
         self._result_r, result_w = os.pipe2(os.O_CLOEXEC)
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            for fd in (job_r, self._job_w, self._result_r, result_w):
+                os.close(fd)
+            raise
         if self.pid == 0:
             try:
                 os.close(self._job_w)

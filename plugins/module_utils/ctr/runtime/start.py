@@ -206,14 +206,23 @@ def _reset_signals():
 
 
 def _close_inherited(keep):
-    """No descriptor of the host reaches the application but stdio (and the close-on-exec error pipe)."""
-    for name in os.listdir('/proc/self/fd'):
-        fd = int(name)
-        if fd not in keep:
+    """No descriptor of the host reaches the application but stdio (and the close-on-exec error pipe).
+
+    By ranges, never by listing ``/proc/self/fd``: that is the container's /proc, which a
+    privileged container could have replaced with a fake one.
+    """
+    low = 0
+    for fd in sorted(set(keep)) + [None]:
+        if fd is None:
             try:
-                os.close(fd)
-            except OSError:
-                pass        # the descriptor listdir itself used
+                libc.close_range(low)
+            except OSError:         # before Linux 5.9: one close a descriptor, up to the limit
+                import resource
+                os.closerange(low, max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], low))
+            return
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
 
 
 __all__ = ['StartPlan', 'StartError', 'contain']
