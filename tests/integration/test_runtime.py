@@ -149,6 +149,13 @@ def test_memory_hog_is_oom_killed(runtime):
     assert code == 137 and c.State.OOMKilled
 
 
+def test_oom_killed_is_about_the_last_run_only(runtime):
+    # first run: OOM-killed; the restart exits 3 on its own: OOMKilled must not stick (the kernel counts on)
+    ran = run(runtime, 'sh', '-c', 'if [ -e /ran ]; then exit 3; fi; touch /ran; x=aaaaaaaaaaaaaaaa; '
+              'while true; do x=$x$x; done', memory='16m', restart_policy='on-failure', restart_retries=1)
+    assert ran.code == 3 and ran.container.State.RestartCount == 1 and not ran.container.State.OOMKilled
+
+
 def test_pids_limit_stops_a_fork_bomb(runtime):
     ran = run(runtime, 'sh', '-c', 'for i in $(seq 1 40); do sleep 5 & done; echo all forked',
               pids_limit=10)

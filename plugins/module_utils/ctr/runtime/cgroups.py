@@ -438,18 +438,22 @@ class Cgroup:
             pids = _max_or_int(_read(path))
         return Limits(memory=memory, cpus=quota, pids=pids)
 
-    def oom_killed(self):
-        """True when the kernel's OOM killer has killed a process of this cgroup.
+    def oom_kills(self):
+        """How many processes of this cgroup the kernel's OOM killer has killed, ever (a counter:
+        compare two readings to learn about one run).
 
         v2 reads ``oom_kill`` in ``memory.events``; v1 the ``oom_kill`` counter of
-        ``memory.oom_control`` (Linux 4.13 and later; older kernels always give False).
+        ``memory.oom_control`` (Linux 4.13 and later; older kernels always give 0).
         """
         version, path = self._file('memory', 'memory.events')
         if version == 1:
             path = os.path.join(self._v1['memory'], 'memory.oom_control')
         if version is None:
-            return False
-        return (_keyed(_read(path, missing_ok=True), 'oom_kill') or 0) > 0
+            return 0
+        return _keyed(_read(path, missing_ok=True), 'oom_kill') or 0
+
+    def oom_killed(self):
+        return self.oom_kills() > 0
 
     # freezer -------------------------------------------------------------------------------------
 

@@ -155,6 +155,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
         while True:
             if cgroup is None:
                 cgroup = _cgroup(container, cgroup_parent)
+            oom_before = (_safe(cgroup.oom_kills) or 0) if cgroup is not None else 0   # a counter: per run
             pid, error = _run_once(plan, cgroup, log, contain)
             if error is not None:
                 _record_failure(container, store, error)
@@ -171,7 +172,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
             status = _pump(pid, log)
             code = os.waitstatus_to_exitcode(status) if hasattr(os, 'waitstatus_to_exitcode') else _exitcode(status)
             state.ExitCode = 128 - code if code < 0 else code
-            state.OOMKilled = bool(cgroup is not None and _safe(cgroup.oom_killed))
+            state.OOMKilled = bool(cgroup is not None and (_safe(cgroup.oom_kills) or 0) > oom_before)
             state.FinishedAt = rfc3339(time.time())
             state.Running, state.Pid = False, 0
             stopped = os.path.exists(stop_marker(directory))
