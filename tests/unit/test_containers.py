@@ -90,3 +90,21 @@ def test_overlay_options_switch_features_off_and_refuse_overlong_data(tmp_path):
     with pytest.raises(Exception) as err:
         rootfs.overlay_options(many, str(features))
     assert 'too many layers' in str(err.value)
+
+
+def test_a_create_or_removal_killed_half_way_leaves_nothing_behind(tmp_path):
+    from ctr.runtime.containers import Container, ContainerStore, new_id
+    store = ContainerStore(str(tmp_path))
+    first = Container(Id=new_id(), Name='a', Created='now', Image='sha256:' + '0' * 64, ImageName='x', Path='sh',
+                      Args=[], Config={}, HostConfig={})
+    store.create(first)
+    base = tmp_path / 'containers'
+    (base / ('.tmp-' + new_id())).mkdir()                    # a create killed before its rename
+    half_removed = base / new_id()
+    half_removed.mkdir()
+    (half_removed / 'state.json').write_text('{}')           # a removal killed after config.json went
+    second = Container(Id=new_id(), Name='b', Created='now', Image='sha256:' + '0' * 64, ImageName='x', Path='sh',
+                       Args=[], Config={}, HostConfig={})
+    store.create(second)
+    assert sorted(p.name for p in base.iterdir()) == sorted([first.Id, second.Id])
+    assert [c.Name for c in store.list()] == ['a', 'b'] or sorted(c.Name for c in store.list()) == ['a', 'b']

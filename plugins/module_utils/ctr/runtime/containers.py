@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .. import fsutil
-from ..errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
+from ..errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from ..fsutil import resolve_root
 from ..timestamps import rfc3339
 
@@ -191,12 +191,29 @@ class ContainerStore:
             if taken is not None:
                 raise Conflict('name "%s" is already used by container %s' % (container.Name, taken.Id[:12]),
                                container=container.Name)
+            self._sweep()
             directory = self.dir(container.Id)
-            os.mkdir(directory, 0o700)
-            self.save_state(container)
-            fsutil.atomic_write_json(os.path.join(directory, 'config.json'), container.config_json(), 0o600,
+            tmp = os.path.join(self.base, fsutil.TMP_PREFIX + container.Id)     # whole or not at all
+            os.mkdir(tmp, 0o700)
+            fsutil.atomic_write_json(os.path.join(tmp, 'state.json'), asdict(container.State), 0o600, pretty=True,
+                                     durable=False)
+            fsutil.atomic_write_json(os.path.join(tmp, 'config.json'), container.config_json(), 0o600,
                                      pretty=True)
+            os.rename(tmp, directory)
+            fsutil.fsync_dir(self.base)
         return directory
+
+    def _sweep(self):
+        """Under the lock: what a create or a removal killed half-way left (a temp dir, or a container
+        directory whose config.json is gone); the tree removal never enters a mount point."""
+        for name in os.listdir(self.base):
+            path = os.path.join(self.base, name)
+            if name.startswith(fsutil.TMP_PREFIX) or (_ID_RE.match(name) and
+                                                      not os.path.exists(os.path.join(path, 'config.json'))):
+                try:
+                    fsutil.remove_tree(path)
+                except (OSError, CtrError):
+                    pass
 
     def save_state(self, container):
         fsutil.atomic_write_json(os.path.join(self.dir(container.Id), 'state.json'), asdict(container.State),
