@@ -251,3 +251,15 @@ def test_the_cli_takes_docker_flags(runtime, host_dir, store_root):
     assert out.stdout.splitlines()[:2] == ['from the host', '700']
     assert (host_dir / 'cli').read_text() == 'cli\n'
     assert runtime.list() == []
+
+
+def test_read_only_binds_are_read_only_below_too(runtime, host_dir):
+    sub = host_dir / 'sub'
+    sub.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', str(sub)], check=True)
+    try:
+        ran = run(runtime, 'touch /data/sub/x 2>&1; touch /data/y 2>&1; echo done', volumes=['%s:/data:ro' % host_dir])
+        assert ran.out.count('Read-only file system') == 2 and 'done' in ran.out, ran.out
+        assert not (sub / 'x').exists()
+    finally:
+        subprocess.run(['umount', '-l', str(sub)], check=False)

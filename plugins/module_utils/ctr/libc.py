@@ -93,6 +93,15 @@ def close_range(first, last=0xFFFFFFFF):
                   'close_range')
 
 
+def mount_setattr_rdonly(fd, recursive=True):
+    """mount_setattr(2) (Linux 5.12, same number everywhere) setting MOUNT_ATTR_RDONLY on the mount
+    ``fd`` is, and with ``recursive`` on every mount below it (AT_EMPTY_PATH | AT_RECURSIVE)."""
+    attr = (ctypes.c_uint64 * 4)(0x1, 0, 0, 0)          # struct mount_attr {attr_set, attr_clr, propagation, userns_fd}
+    flags = 0x1000 | (0x8000 if recursive else 0)
+    return _check(_lib().syscall(ctypes.c_long(442), ctypes.c_int(fd), b'', ctypes.c_uint(flags), attr,
+                                 ctypes.c_size_t(32)), 'mount_setattr')
+
+
 def unshare(flags):
     return _check(_lib().unshare(ctypes.c_int(flags)), 'unshare')
 

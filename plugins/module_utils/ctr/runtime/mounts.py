@@ -12,6 +12,7 @@ mount is made on ``/proc/self/fd/N`` of what was found, so it never lands outsid
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -81,6 +82,11 @@ def _bind(spec, root_fd):
                 kept |= ms_flag if flags & st_bit else 0
             _mount('remount read-only', spec.target, None, _fd_path(fd), None,
                    libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY | kept)
+            try:            # the mounts under it too, as Docker's read-only binds are (where the kernel can)
+                libc.mount_setattr_rdonly(fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+                    raise KernelError.from_oserror('make read-only, with the mounts below it,', spec.target, exc)
         _mount('set propagation %s of' % spec.propagation, spec.target, None, _fd_path(fd), None,
                PROPAGATIONS[spec.propagation])
     finally:
