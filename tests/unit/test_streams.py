@@ -98,3 +98,19 @@ def test_a_failing_writer_surfaces_and_stops_the_threads():
     sink.abort()
     assert 'no space left on device' in str(err.value).lower()
     assert not [t for t in threading.enumerate() if t.name.startswith('ctr-layer-gzip')]
+
+
+def test_incompressible_blocks_are_stored_and_the_stream_stays_deterministic():
+    import random
+    rnd = random.Random(7)
+    data = bytes(rnd.getrandbits(8) for _ in range(3 << 20)) + b'text ' * 200000    # random, then compressible
+    outs = []
+    for _ in range(2):
+        out = io.BytesIO()
+        sink = streams.BlobSink(out, 'gzip', 6)
+        sink.write(data)
+        sink.finish()
+        outs.append(out.getvalue())
+    assert outs[0] == outs[1] and gzip.decompress(outs[0]) == data
+    assert len(outs[0]) < len(data) - 900000          # the text part was compressed
+    assert len(outs[0]) > (3 << 20)                    # the random part was stored, not "compressed"

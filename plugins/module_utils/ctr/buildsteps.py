@@ -23,7 +23,6 @@ from .errors import CtrError, InvalidArgument
 
 NOP = '/bin/sh -c #(nop) '
 LAYER_COMPRESSION = 'gzip'
-LAYER_LEVEL = 1                 # build layers favour speed; a push may recompress
 _HEREDOC = re.compile(r'^<<(-?)(["\']?)([A-Za-z0-9_.-]+)\2$')
 
 
@@ -481,7 +480,7 @@ def pack(b, state, upper, skip=None, adopt=False):
     from .store import chain_ids
     writer = b.store.new_blob()
     try:
-        digests = layers.pack_tree(upper, writer, compression=LAYER_COMPRESSION, level=LAYER_LEVEL,
+        digests = layers.pack_tree(upper, writer, compression=LAYER_COMPRESSION, level=layers.FAST_LEVEL,
                                    mtime_clamp=b.epoch, overlay_whiteouts=True, skip=skip)
         writer.commit(digests.digest)
     except BaseException:

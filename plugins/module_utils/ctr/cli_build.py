@@ -44,7 +44,9 @@ def _build(args):
     from .refs import Reference
     from .runtime.lifecycle import Runtime
     names = [str(Reference.parse(t)) for t in args.tag]
-    options = BuildOptions(path=args.path, dockerfile=args.file, args=_pairs(args.build_arg, '--build-arg'),
+    import os
+    dockerfile = os.path.abspath(args.file) if args.file else None     # -f is relative to here, as in docker build
+    options = BuildOptions(path=args.path, dockerfile=dockerfile, args=_pairs(args.build_arg, '--build-arg'),
                            target=args.target, nocache=args.no_cache, network=args.network,
                            labels=_pairs(args.label, '--label'))
 

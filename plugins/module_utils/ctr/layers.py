@@ -29,6 +29,7 @@ from .layers_extract import OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, LayerWriter, is
 from .tarscan import TAR_ERRORS, TarScan
 
 _BLOCK = 512
+FAST_LEVEL = 1      # the gzip level of layers made on the host (build steps, commits): speed first
 _NOT_PACKED_XATTRS = ('security.selinux', 'trusted.overlay.')
 _OVERLAY_UNPACKABLE = ('trusted.overlay.redirect', 'trusted.overlay.metacopy')
 
@@ -328,5 +329,5 @@ def extract_layer(src, dest_dir, *, expected_diff_id=None):
     return diff_id
 
 
-__all__ = ['COMPRESSIONS', 'MEDIA_TYPE_TAR', 'MEDIA_TYPE_TAR_GZIP', 'LayerDigests', 'chain_ids', 'detect_compression',
+__all__ = ['COMPRESSIONS', 'FAST_LEVEL', 'MEDIA_TYPE_TAR', 'MEDIA_TYPE_TAR_GZIP', 'LayerDigests', 'chain_ids', 'detect_compression',
            'extract_layer', 'import_tar', 'open_uncompressed', 'pack_tree', 'read_diff_id', 'tar_header']

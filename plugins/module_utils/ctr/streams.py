@@ -323,8 +323,18 @@ class _GzipWorker:
         self._pool.shutdown(wait=True)
 
 
+_SAMPLE = 64 << 10
+
+
 def _deflate(block, primer, level, last):
-    """One block as raw deflate; a sync flush leaves it byte-aligned and open for the next one."""
+    """One block as raw deflate; a sync flush leaves it byte-aligned and open for the next one.
+
+    A block whose first 64 KiB do not shrink by 3% at level 1 (random, encrypted or already
+    compressed data) is stored (level 0): deflating it would cost 5x the time for nothing.
+    The choice depends on the block's bytes only, so the output stays the same everywhere.
+    """
+    if level and len(block) >= 2 * _SAMPLE and len(zlib.compress(block[:_SAMPLE], 1)) > _SAMPLE * 0.97:
+        level = 0
     if primer:
         comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, primer)
     else:

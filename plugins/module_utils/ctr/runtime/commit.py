@@ -163,7 +163,7 @@ class _Plan:
         upper = self.upper()
         if not os.path.isdir(upper):
             return None
-        return layers.pack_tree(upper, out, compression=compression, mtime_clamp=self.epoch,
+        return layers.pack_tree(upper, out, compression=compression, level=layers.FAST_LEVEL, mtime_clamp=self.epoch,
                                 overlay_whiteouts=True, skip=self.skip)
 
     def config(self, diff_id):
@@ -201,12 +201,18 @@ class _Plan:
     def write(self, before, pause):
         """Pack (paused), store layer, config and manifest, and name the image; call under Store.writing."""
         from ..fsutil import canonical_json
-        from ..images import Outcome, _same_config
+        from ..images import Outcome, _NullSink, _same_config
         images = self.runtime.images
         store = images.store
         writer = store.new_blob()
         try:
             with _paused(self.runtime, self.container, pause):
+                if before is not None:      # a hashing pass first: an unchanged commit compresses nothing
+                    probe = self.pack(_NullSink(), compression='none')
+                    same = probe is None or probe.diff_id == EMPTY_DIFF_ID
+                    if _same_config(before.config, self.config(None if same else probe.diff_id)):
+                        writer.abort()
+                        return Outcome(False, before, before.inspect(store))
                 digests = self.pack(writer)
             empty = digests is None or digests.diff_id == EMPTY_DIFF_ID
             config = self.config(None if empty else digests.diff_id)
