@@ -354,14 +354,13 @@ def _build(images, p, name, check):
     """``source: build``: (Outcome, log lines)."""
     from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.build import Builder, BuildOptions
     from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.images import Outcome
-    from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.runtime.lifecycle import Runtime
     b = p['build']
     if not b:
         raise InvalidArgument('build is required when source is build')
     options = BuildOptions(path=b['path'], dockerfile=b['dockerfile'], args={k: str(v) for k, v in (b['args'] or {}).items()},
                            target=b['target'] or '', nocache=b['nocache'], network=b['network'],
                            labels=dict(b['labels'] or {}), created=b['created'])
-    builder = Builder(Runtime(images.store.root), options)
+    builder = Builder(images.store.root, options)     # the runtime is loaded when a RUN step runs
     result = builder.build([name], check=check)
     if not result.complete:
         return Outcome(True, None, None, ['build %s (a step is not cached)' % name]), result.log

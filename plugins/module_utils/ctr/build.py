@@ -102,14 +102,19 @@ class Builder:
     """One build; ``emit`` receives every output line as it comes."""
 
     def __init__(self, runtime, options, emit=None):
+        """``runtime``: a runtime.lifecycle.Runtime, or the store root (None: the default), for which the
+        runtime is made only when a RUN step runs: a build from the cache never loads it."""
         from . import buildcontext, dockerfile_parse
         if options.network not in NETWORKS:
             raise InvalidArgument('build network "%s" is not one of %s' % (options.network, ', '.join(NETWORKS)))
         for option, value in (('args', options.args), ('labels', options.labels)):
             if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
                 raise InvalidArgument('build %s must be a mapping of names to strings' % option)
-        self.runtime = runtime
-        self.images = runtime.images
+        if runtime is None or isinstance(runtime, str):
+            from .images import ImageStore
+            self._runtime, self.images = None, ImageStore(runtime)
+        else:
+            self._runtime, self.images = runtime, runtime.images
         self.store = self.images.store
         self.opts = options
         self._emit = emit
@@ -128,6 +133,7 @@ class Builder:
         self.check = False
         self.steps = self.cached = 0
         self.downloads = []         # scratch areas of the current step's downloads
+        self._swept = False
 
     # -- output and time ------------------------------------------------------------------------
 
@@ -155,7 +161,6 @@ class Builder:
         if not check:
             self.store.init()
             self.store.sweep_temp()             # the work areas of killed builds
-            self._sweep_containers()
         try:
             # gc waits for the build: its steps are not roots yet (check mode writes nothing, not even a lock)
             with contextlib.nullcontext() if check else self.store.writing():
@@ -180,11 +185,22 @@ class Builder:
             self.store.gc()
         return BuildResult(image, changed, self.log, self.steps, self.cached)
 
+    @property
+    def runtime(self):
+        """The container runtime, made (and rid of killed builds' RUN containers) when a RUN first needs it."""
+        if self._runtime is None:
+            from .runtime.lifecycle import Runtime
+            self._runtime = Runtime(self.store.root)
+        if not self._swept:
+            self._swept = True
+            self._sweep_containers()
+        return self._runtime
+
     def _sweep_containers(self):
         """Remove the RUN containers of builds that were killed (done, or never started, for 10 minutes)."""
         from .timestamps import parse_rfc3339
         limit = time.time() - 600
-        for container in self.runtime.list():
+        for container in self._runtime.list():
             if (container.Config.get('Labels') or {}).get(BUILD_LABEL) != 'run' or container.State.Running \
                     or container.State.MonitorPid:
                 continue
@@ -195,7 +211,7 @@ class Builder:
                 old = True
             if old:
                 try:
-                    self.runtime.remove(container.Id, force=True)
+                    self._runtime.remove(container.Id, force=True)
                 except CtrError:
                     pass
 

@@ -42,7 +42,6 @@ def _args_build(s):
 def _build(args):
     from .build import Builder, BuildOptions
     from .refs import Reference
-    from .runtime.lifecycle import Runtime
     names = [str(Reference.parse(t)) for t in args.tag]
     import os
     dockerfile = os.path.abspath(args.file) if args.file else None     # -f is relative to here, as in docker build
@@ -53,7 +52,7 @@ def _build(args):
     def emit(line):
         sys.stdout.write(line + '\n')
         sys.stdout.flush()
-    result = Builder(Runtime(args.root), options, emit=None if args.quiet else emit).build(names)
+    result = Builder(args.root, options, emit=None if args.quiet else emit).build(names)   # runtime: on a RUN
     if args.quiet:
         _out(result.image.id)
     return 0
