@@ -304,3 +304,22 @@ def test_boot_starts_what_the_restart_policies_say(runtime):
     assert runtime.get('always').State.Running and runtime.get('unless').State.Running
     assert not runtime.get('stopped').State.Running and not runtime.get('never').State.Running
     assert runtime.boot() == []                         # a second boot finds nothing to do
+
+
+@pytest.mark.parametrize('options,expected', [
+    ({}, ['Seccomp:\t2', 'unshare: unshare(0x10000000): Operation not permitted']),
+    ({'capabilities': ['SYS_ADMIN']}, ['Seccomp:\t2', 'user namespace made']),
+    ({'privileged': True}, ['Seccomp:\t0', 'user namespace made']),
+])
+def test_seccomp_refuses_what_dockers_profile_refuses(runtime, options, expected):
+    ran = run(runtime, 'sh', '-c', 'grep "^Seccomp:" /proc/self/status; unshare -U true 2>&1 && echo user namespace made',
+              network_mode='none', **options)
+    for line in expected:
+        assert line in ran.out, ran.out
+
+
+def test_exec_gets_the_containers_seccomp_filter(runtime):
+    c = runtime.create('busybox', command=['sleep', '30'], network_mode='none')
+    runtime.start(c.Id)
+    result = runtime.exec(c.Id, ['sh', '-c', 'grep "^Seccomp:" /proc/self/status; unshare -U true 2>&1; true'])
+    assert b'Seccomp:\t2' in result.stdout and b'Operation not permitted' in result.stdout, result.stdout

@@ -399,3 +399,38 @@ def test_open_in_root_clamps_dotdot_at_the_root(rootfs):
             security.open_in_root(root_fd, '/nope/passwd')
     finally:
         os.close(root_fd)
+
+
+def test_the_seccomp_program_refuses_by_capability_and_lets_the_rest_through():
+    import struct
+    from ctr.runtime import seccomp
+
+    def run_bpf(prog, nr, arch=0xC000003E, arg0=0):
+        insns = [struct.unpack('=HBBI', prog[i:i + 8]) for i in range(0, len(prog), 8)]
+        data = {0: nr, 4: arch, 16: arg0}
+        pc, acc = 0, 0
+        while True:
+            code, jt, jf, k = insns[pc]
+            if code == 0x20:
+                acc = data[k]
+            elif code == 0x06:
+                return k
+            else:
+                taken = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+                pc += jt if taken else jf
+            pc += 1
+
+    default = seccomp.program(['CAP_CHOWN', 'CAP_SETUID'], 'x86_64')
+    admin = seccomp.program(['CAP_SYS_ADMIN'], 'x86_64')
+    allow, eperm, enosys = 0x7FFF0000, 0x50001, 0x50026
+    assert run_bpf(default, 0) == allow                            # read
+    assert run_bpf(default, 250) == eperm                          # keyctl: never
+    assert run_bpf(admin, 250) == eperm
+    assert run_bpf(default, 272) == eperm and run_bpf(admin, 272) == allow     # unshare needs SYS_ADMIN
+    assert run_bpf(default, 56, arg0=0x11) == allow               # clone (fork-like)
+    assert run_bpf(default, 56, arg0=0x10000000) == eperm         # clone(CLONE_NEWUSER)
+    assert run_bpf(admin, 56, arg0=0x10000000) == allow
+    assert run_bpf(default, 435) == enosys                         # clone3: libc falls back to clone
+    assert run_bpf(default, 0, arch=0x40000003) == eperm           # i386 calls
+    assert run_bpf(default, 0x40000000) == eperm                   # x32 calls
+    assert seccomp.program([], 'sparc64') is None

@@ -103,9 +103,9 @@ def test_a_failing_writer_surfaces_and_stops_the_threads():
 def test_incompressible_blocks_are_stored_and_the_stream_stays_deterministic():
     import random
     rnd = random.Random(7)
-    data = bytes(rnd.getrandbits(8) for _ in range(3 << 20)) + b'text ' * 200000    # random, then compressible
+    data = rnd.randbytes(3 << 20) + b'text ' * 200000    # random, then compressible
     outs = []
-    for _ in range(2):
+    for dummy in range(2):
         out = io.BytesIO()
         sink = streams.BlobSink(out, 'gzip', 6)
         sink.write(data)

@@ -146,6 +146,20 @@ def signal_default(signum):
                   'rt_sigaction')
 
 
+def seccomp_filter(program):
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &sock_fprog): ``program`` is the bytes of its
+    ``struct sock_filter`` array. Needs CAP_SYS_ADMIN or no_new_privs; exec keeps the filter."""
+    lib = _lib()
+    count = len(program) // 8
+    insns = ctypes.create_string_buffer(program, len(program))
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]
+    prog = _Prog(count, ctypes.addressof(insns))
+    return _check(lib.prctl(ctypes.c_int(22), ctypes.c_ulong(2), ctypes.byref(prog), ctypes.c_ulong(0),
+                            ctypes.c_ulong(0)), 'prctl PR_SET_SECCOMP')
+
+
 def link_up(name):
     """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
     import _socket      # not socket: its enum set-up costs milliseconds on every container start

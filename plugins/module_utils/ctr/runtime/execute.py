@@ -48,12 +48,14 @@ class ExecResult:
 class ExecPlan:
     """Everything the joiner needs, computed by the caller before it forks."""
 
-    __slots__ = ('pid', 'argv', 'env', 'cwd', 'uid', 'gid', 'groups', 'caps', 'no_new_privs', 'cgroup', 'pid_start')
+    __slots__ = ('pid', 'argv', 'env', 'cwd', 'uid', 'gid', 'groups', 'caps', 'no_new_privs', 'cgroup', 'pid_start',
+                 'seccomp')
 
-    def __init__(self, pid, argv, env, cwd, uid, gid, groups, caps, no_new_privs, cgroup, pid_start=None):
+    def __init__(self, pid, argv, env, cwd, uid, gid, groups, caps, no_new_privs, cgroup, pid_start=None,
+                 seccomp=None):
         self.pid, self.argv, self.env, self.cwd, self.pid_start = pid, argv, env, cwd, pid_start
         self.uid, self.gid, self.groups, self.caps, self.no_new_privs = uid, gid, groups, caps, no_new_privs
-        self.cgroup = cgroup
+        self.cgroup, self.seccomp = cgroup, seccomp     # seccomp: the filter's program (bytes), None: none
 
 
 def _namespace_fds(pid):
@@ -292,6 +294,11 @@ def _command(plan, stdio, fail_w, pid_w, detach, tty=False):
         else:
             for target, fd in zip((0, 1, 2), stdio):
                 os.dup2(fd, target)
+        if plan.seccomp:                    # the container's filter (none when privileged), as docker exec
+            try:
+                libc.seccomp_filter(plan.seccomp)
+            except OSError as exc:
+                raise start.StartError('install the seccomp filter: %s' % exc)
         try:
             security.become(plan.uid, plan.gid, plan.groups, plan.caps, plan.no_new_privs)
         except CtrError as exc:
@@ -353,8 +360,9 @@ def prepare(container, argv, env=None, user=None, workdir=None):
             cgroup.thaw()       # a commit killed while it had the container frozen: nothing else freezes it
     except (ImportError, CtrError, OSError):
         cgroup = None
+    from . import seccomp
     return ExecPlan(state.Pid, list(argv), environment, cwd, who.uid, who.gid, list(who.additional_gids), caps,
-                    bool(host.get('NoNewPrivileges')), cgroup, state.PidStart or None)
+                    bool(host.get('NoNewPrivileges')), cgroup, state.PidStart or None, seccomp.for_caps(caps))
 
 
 __all__ = ['ExecPlan', 'ExecResult', 'open_pty', 'prepare', 'run', 'start_tty', 'wait']

@@ -340,7 +340,7 @@ class Runtime:
         return net
 
     def _plan(self, container, paths, net, volume_binds=()):
-        from . import mountspec, security, spec
+        from . import mountspec, seccomp, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
         uid, gid, groups, home = security.resolve_user(cfg.get('User') or '', paths.merged)
@@ -358,7 +358,7 @@ class Runtime:
                          netns=net.netns or '', uid=uid, gid=gid, groups=list(groups), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
                          mask=not host.get('Privileged'), mounts=user_mounts, network_owned=net.attached,
-                         netns_pid=net.netns_pid)
+                         netns_pid=net.netns_pid, seccomp=seccomp.for_caps(caps))
 
     def stop(self, name, timeout=None):
         """Stop signal, then SIGKILL after the timeout; returns (container, changed)."""
@@ -430,10 +430,14 @@ class Runtime:
             return self._remove(self.get(container.Id), force, keep_volumes)
 
     def _remove(self, container, force, keep_volumes):
+        if not container.State.Running and container.State.MonitorPid and container.State.Status != 'restarting':
+            self._wait_stopped(container.Id, 10)     # exited: its monitor is still cleaning up
+            container = self.get(container.Id)
         if container.State.Running or container.State.MonitorPid:
             if not force:
                 raise Conflict('container %s is running; stop it first or use force' % container.Name)
             self.stop(container.Id, timeout=0)
+            self._wait_stopped(container.Id, 10)
         from . import rootfs
         directory = self.containers.dir(container.Id)
         paths = rootfs.paths(directory, [])

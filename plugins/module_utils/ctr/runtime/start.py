@@ -53,6 +53,8 @@ class StartPlan:
     read_only: bool = False
     mask: bool = True               # runc's masked and read-only paths (off for privileged)
     mounts: list = field(default_factory=list)     # mountspec.MountSpec: binds and tmpfs, mounted before pivot_root
+    seccomp: Optional[bytes] = None     # the filter (runtime.seccomp.program), made on the host side; none when
+    #                                     privileged. Nothing may be imported here after pivot_root
 
 
 class StartError(Exception):
@@ -89,6 +91,8 @@ def contain(plan, go_fd, error_fd):
             os.makedirs(plan.cwd, 0o755, exist_ok=True)     # inside the rootfs now, as runc does
         except OSError as exc:
             raise StartError('working directory "%s" cannot be created: %s' % (plan.cwd, exc.strerror))
+        if plan.seccomp:
+            _step('install the seccomp filter', None, libc.seccomp_filter, plan.seccomp)
         _become(plan)
         _reset_signals()
         try:
