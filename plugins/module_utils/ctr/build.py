@@ -45,6 +45,7 @@ from .timestamps import rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
 DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+CACHE_VERSION = 2       # part of every step's key: raised when what a step makes of the same inputs changes
 BUILD_LABEL = 'org.daemonless.ctr.build'
 
 
@@ -380,7 +381,7 @@ class Builder:
     def step(self, state, cmd, created_by, extra, action):
         """Run one step through the cache: ``action(state, config)`` changes a copy of the image config
         and returns the new layer's LayerDigests, or None."""
-        key = _key(state.key, created_by, extra, self.epoch)     # another clamp is another image
+        key = _key(state.key, created_by, extra, self.epoch, CACHE_VERSION)     # another clamp is another image
         self.steps += 1
         hit = None if self.opts.nocache else self._cache_get(key)
         if hit is not None:
