@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import json
 import os
@@ -239,3 +241,31 @@ def parse_module_output(stdout: str) -> dict | None:
             continue
         return value if isinstance(value, dict) else None
     return None
+
+
+@contextlib.contextmanager
+def busybox_runtime(store_root, rootfs):
+    """A runtime on ``store_root`` with ``rootfs`` imported as ``busybox`` (CMD sh); the containers made
+    meanwhile are removed afterwards, whatever happened."""
+    from ctr.runtime.lifecycle import Runtime
+    rt = Runtime(str(store_root))
+    rt.images.import_rootfs(str(rootfs), 'busybox', changes=['CMD ["sh"]'])
+    try:
+        yield rt
+    finally:
+        for container in rt.list():
+            rt.remove(container.Id, force=True)
+
+
+def run_sh(rt, script, image='busybox', remove=False, **options):
+    """``sh -c script`` in a new container (network none unless given) to its end: (exit code, output, record)."""
+    options.setdefault('network_mode', 'none')
+    container = rt.create(image, command=['sh', '-c', script], entrypoint=[], **options)
+    rt.start(container.Id)
+    code = rt.wait(container.Id, timeout=60)
+    out = ''.join(text for _stream, text in rt.logs(container.Id))
+    record = rt.get(container.Id)
+    if remove:
+        rt.remove(container.Id, force=True)
+    return code, out, record
+

@@ -16,6 +16,7 @@ import sys
 import tarfile
 import threading
 
+import helpers
 import pytest
 
 from ctr.build import Builder, BuildOptions
@@ -30,13 +31,8 @@ EPOCH = 1700000000
 
 @pytest.fixture
 def runtime(store_root, busybox_rootfs):
-    rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
-    try:
+    with helpers.busybox_runtime(store_root, busybox_rootfs) as rt:
         yield rt
-    finally:
-        for c in rt.list():
-            rt.remove(c.Id, force=True)
 
 
 def build(rt, context, names=('out',), **options):
@@ -46,12 +42,7 @@ def build(rt, context, names=('out',), **options):
 
 
 def run(rt, image, script):
-    c = rt.create(image, command=['sh', '-c', script], entrypoint=[], network_mode='none')
-    rt.start(c.Id)
-    code = rt.wait(c.Id, timeout=60)
-    out = ''.join(t for s, t in rt.logs(c.Id))
-    rt.remove(c.Id, force=True)
-    return code, out
+    return helpers.run_sh(rt, script, image, remove=True)[:2]
 
 
 def write(ctx, files):

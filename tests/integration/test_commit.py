@@ -10,13 +10,13 @@ import os
 import tarfile
 import time
 
+import helpers
 import pytest
 
 import ctr.layers
 from ctr.errors import InvalidArgument, NotFound
 from ctr.runtime.cgroups import Cgroup
 from ctr.runtime.commit import EMPTY_DIFF_ID, commit
-from ctr.runtime.lifecycle import Runtime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: runs real containers')
 
@@ -28,21 +28,12 @@ def runtime(store_root, busybox_rootfs):
         path = busybox_rootfs / rel
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
-    rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
-    try:
+    with helpers.busybox_runtime(store_root, busybox_rootfs) as rt:
         yield rt
-    finally:
-        for c in rt.list():
-            rt.remove(c.Id, force=True)
 
 
 def run(rt, script, image='busybox', **options):
-    c = rt.create(image, command=['sh', '-c', script], network_mode='none', **options)
-    rt.start(c.Id)
-    code = rt.wait(c.Id, timeout=60)
-    out = ''.join(t for s, t in rt.logs(c.Id))
-    return code, out, rt.get(c.Id)
+    return helpers.run_sh(rt, script, image, **options)
 
 
 def layer_members(rt, image, index=-1):
