@@ -268,4 +268,3 @@ def run_sh(rt, script, image='busybox', remove=False, **options):
     if remove:
         rt.remove(container.Id, force=True)
     return code, out, record
-
