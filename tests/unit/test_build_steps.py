@@ -125,3 +125,11 @@ def test_a_scratch_image_of_metadata_builds_without_root_and_rebuilds_from_the_c
     assert not again.changed and again.cached == 3 and again.image.id == first.image.id
     predicted = Builder(Runtime(store), BuildOptions(path=str(tmp_path), args={'V': '2'})).build(['x'], check=True)
     assert predicted.changed and not predicted.complete
+
+
+def test_a_build_without_a_name_is_an_unnamed_image_of_the_store(tmp_path):
+    (tmp_path / 'Dockerfile').write_text('FROM scratch\nENV A=1\n')
+    store = str(tmp_path / 'store')
+    result = Builder(store, BuildOptions(path=str(tmp_path))).build([])
+    assert result.changed and Runtime(store).images.get(result.image.id[7:19]).id == result.image.id
+    assert not Builder(store, BuildOptions(path=str(tmp_path))).build([]).changed

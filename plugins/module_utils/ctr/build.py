@@ -177,7 +177,7 @@ class Builder:
         if unused:
             self.emit('[Warning] One or more build args were not consumed: %s' % ', '.join(unused))
         image = self.images.by_manifest(final.manifest)
-        changed = self.images.set_names(image.manifest, list(names), check=check) if names else False
+        changed = self.images.set_names(image.manifest, list(names), check=check)     # no name: an unnamed entry
         image.names = list(names)
         self.emit('Successfully built %s' % image.short_id)
         for name in names:
