@@ -133,3 +133,44 @@ def test_a_build_without_a_name_is_an_unnamed_image_of_the_store(tmp_path):
     result = Builder(store, BuildOptions(path=str(tmp_path))).build([])
     assert result.changed and Runtime(store).images.get(result.image.id[7:19]).id == result.image.id
     assert not Builder(store, BuildOptions(path=str(tmp_path))).build([]).changed
+
+
+def test_every_metadata_instruction_lands_in_the_config_as_docker_puts_it(tmp_path):
+    (tmp_path / 'Dockerfile').write_text(
+        'FROM scratch\n'
+        'MAINTAINER someone <a@b.c>\n'
+        'CMD ["inherited"]\n'
+        'FROM scratch AS base\n'
+        'ARG PORT=8080\n'
+        'LABEL org.example.name="a b" version=1\n'
+        'EXPOSE ${PORT} 53/udp\n'
+        'ENV HOME=/home/app PATH=/app/bin:$PATH\n'
+        'VOLUME ["/data", "/logs"]\n'
+        'USER app:app\n'
+        'STOPSIGNAL SIGQUIT\n'
+        'SHELL ["/bin/ash", "-eo", "pipefail", "-c"]\n'
+        'CMD echo $HOME\n'
+        'ENTRYPOINT ["/entry"]\n'
+        'HEALTHCHECK --interval=30s --timeout=1m30s --retries=3 CMD wget -q localhost\n'
+        'ONBUILD RUN echo child\n')
+    result = Builder(str(tmp_path / 'store'), BuildOptions(path=str(tmp_path), created=0)).build(['meta'])
+    config = result.image.config['config']
+    assert config['Labels'] == {'org.example.name': 'a b', 'version': '1'}
+    assert config['ExposedPorts'] == {'8080/tcp': {}, '53/udp': {}}
+    assert config['Env'] == ['PATH=/app/bin:' + DEFAULT_PATH[5:], 'HOME=/home/app']
+    assert config['Volumes'] == {'/data': {}, '/logs': {}}
+    assert config['User'] == 'app:app' and config['StopSignal'] == 'SIGQUIT'
+    assert config['Shell'] == ['/bin/ash', '-eo', 'pipefail', '-c']
+    assert config['Cmd'] == ['/bin/ash', '-eo', 'pipefail', '-c', 'echo $HOME']   # set in this stage: kept
+    assert config['Entrypoint'] == ['/entry']
+    assert config['Healthcheck'] == {'Test': ['CMD-SHELL', 'wget -q localhost'], 'Interval': 30 * 10 ** 9,
+                                     'Timeout': 90 * 10 ** 9, 'Retries': 3}
+    assert config['OnBuild'] == ['RUN echo child']
+    history = [h['created_by'] for h in result.image.config['history']]
+    assert len(history) == 12 and all(h.startswith('/bin/sh -c #(nop) ') for h in history)
+    assert 'EXPOSE ${PORT} 53/udp' not in history[2] and history[2].endswith('EXPOSE 8080 53/udp')
+    first = Builder(str(tmp_path / 'store'), BuildOptions(path=str(tmp_path), target='0', created=0)).build(['m0'])
+    assert first.image.config.get('author') == 'someone <a@b.c>'
+    (tmp_path / 'Dockerfile').write_text('FROM m0\nENTRYPOINT ["/e"]\n')       # drops the inherited CMD
+    child = Builder(str(tmp_path / 'store'), BuildOptions(path=str(tmp_path), created=0)).build(['m1'])
+    assert child.image.config['config']['Cmd'] is None and child.image.config['config']['Entrypoint'] == ['/e']

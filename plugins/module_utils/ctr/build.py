@@ -45,7 +45,7 @@ from .timestamps import rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
 DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-CACHE_VERSION = 2       # part of every step's key: raised when what a step makes of the same inputs changes
+CACHE_VERSION = 3       # part of every step's key: raised when what a step makes of the same inputs changes
 BUILD_LABEL = 'org.daemonless.ctr.build'
 
 

@@ -81,10 +81,7 @@ def _env_instruction(b, state, cmd, scratch):
     def action(st, config):
         body = config['config']
         if cmd.keyword == 'ENV':
-            env = list(body.get('Env') or [])
-            for name, value in pairs:
-                env = [e for e in env if e.partition('=')[0] != name] + ['%s=%s' % (name, value)]
-            body['Env'] = env
+            body['Env'] = dockerfile.set_env(body.get('Env'), pairs)
         else:
             labels = dict(body.get('Labels') or {})
             labels.update(pairs)

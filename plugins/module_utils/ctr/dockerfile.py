@@ -137,6 +137,19 @@ def validate_signal(value, what):
     raise InvalidArgument('%s: "%s" is not a signal name or number' % (what, value))
 
 
+def set_env(env, pairs):
+    """``Env`` with each (name, value) set as Docker does: a variable already there keeps its place."""
+    env = list(env or [])
+    for name, value in pairs:
+        entry = '%s=%s' % (name, value)
+        at = next((i for i, e in enumerate(env) if e.partition('=')[0] == name), None)
+        if at is None:
+            env.append(entry)
+        else:
+            env[at] = entry
+    return env
+
+
 def apply_metadata(config, inst, shell=None):
     """Apply one metadata instruction to the ``config`` dict of an OCI image config (in place)."""
     what = '%s "%s"' % (inst.keyword, inst.source)
@@ -149,10 +162,7 @@ def apply_metadata(config, inst, shell=None):
             argv = list(shell or DEFAULT_SHELL) + [inst.args]
         config['Cmd' if key == 'CMD' else 'Entrypoint'] = argv
     elif key == 'ENV':
-        env = list(config.get('Env') or [])
-        for name, value in key_values(inst):
-            env = [e for e in env if e.partition('=')[0] != name] + ['%s=%s' % (name, value)]
-        config['Env'] = env
+        config['Env'] = set_env(config.get('Env'), key_values(inst))
     elif key == 'LABEL':
         labels = dict(config.get('Labels') or {})
         labels.update(key_values(inst))
