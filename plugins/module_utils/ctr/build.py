@@ -6,9 +6,7 @@ A build walks the stages the target needs, in order. Each instruction is one
 step: WORKDIR, COPY, ADD and RUN add a filesystem layer, the others an
 ``empty_layer`` history entry, as Docker's classic builder does. After every
 step the stage's state is an (unnamed) image: its config and manifest blobs
-go to the store, and a cache record points at the manifest::
-
-    <root>/build/cache/<key>.json     {"manifest": "sha256:..."}     (gc roots)
+go to the store, and a cache record (:mod:`.buildcache`) points at the manifest: a gc root.
 
 The key of a step is the sha256 of its parent's key (the base image's ID for
 the first), the instruction after substitution (with the build args a RUN
@@ -33,14 +31,15 @@ import hashlib
 import json
 import os
 import time
+import types
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from . import buildsteps, fsutil
+from . import buildcache, buildsteps
 from . import mediatypes as mt
 from .errors import CtrError, InvalidArgument
 from .images import host_platform, source_date_epoch
-from .store import Descriptor, digest_hex
+from .store import Descriptor
 from .timestamps import rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
@@ -219,16 +218,8 @@ class Builder:
     def _meta_args(self):
         from . import dockerfile_parse as dp
         for cmd in self.dockerfile.meta_args:
-            for name, default in self._wrap(cmd, dp.parse_arg, cmd.args):
-                if name in self.opts.args:
-                    value = self.opts.args[name]
-                    self.used_args.add(name)
-                elif default is not None:
-                    value = self._wrap(cmd, dp.expand_word, default, self._visible(self.meta_args),
-                                       self.dockerfile.escape)
-                else:
-                    value = None
-                self.meta_args[name] = value
+            for name, default in self._wrap(cmd, dp.parse_arg, cmd.args, self.dockerfile.escape):
+                self.meta_args[name] = self.arg_value(cmd, name, default, self.meta_args)
 
     def _target(self):
         stages = self.dockerfile.stages
@@ -250,7 +241,7 @@ class Builder:
                 continue
             wanted.add(i)
             stage = self.dockerfile.stages[i]
-            base = self._stage_ref(self._expand_meta(stage.base), i)
+            base = self._stage_ref(self._expand(stage.base, self.meta_args), i)
             if base is not None:
                 todo.append(base)
             args = dict(self.meta_args)
@@ -266,15 +257,8 @@ class Builder:
 
     def _stage_args(self, cmd, args):
         from . import dockerfile_parse as dp
-        out = {}
-        for name, default in self._wrap(cmd, dp.parse_arg, cmd.args, self.dockerfile.escape):
-            if name in self.opts.args:
-                out[name] = str(self.opts.args[name])
-            elif default is not None:
-                out[name] = self._wrap(cmd, self._expand, default, args)
-            else:
-                out[name] = self.meta_args.get(name)
-        return out
+        return {name: self.arg_value(cmd, name, default, args)
+                for name, default in self._wrap(cmd, dp.parse_arg, cmd.args, self.dockerfile.escape)}
 
     def _expand(self, text, args):
         from . import dockerfile_parse as dp
@@ -287,10 +271,6 @@ class Builder:
             if (stage.name and stage.name == text) or text == str(stage.index):
                 return stage.index
         return None
-
-    def _expand_meta(self, text):
-        from . import dockerfile_parse as dp
-        return dp.expand_word(text, self._visible(self.meta_args), self.dockerfile.escape)
 
     @staticmethod
     def _visible(args):
@@ -318,7 +298,8 @@ class Builder:
         return state
 
     def _base(self, stage):
-        base_text = self._wrap(stage_cmd(stage), self._expand_meta, stage.base)
+        base_text = self._wrap(types.SimpleNamespace(line=stage.line, keyword='FROM'), self._expand, stage.base,
+                               self.meta_args)
         ref = self._stage_ref(base_text, stage.index)
         if ref is not None:
             parent = self.stages[ref]
@@ -419,14 +400,11 @@ class Builder:
         state.manifest = self.store.put_bytes(canonical_json(manifest))
         state.key = key
         state.config_digest = config_digest
-        path = _cache_path(self.store.root, key)
-        fsutil.makedirs(os.path.dirname(path), 0o700)
-        fsutil.atomic_write_json(path, {'manifest': state.manifest}, durable=False)
+        buildcache.record(self.store.root, key, state.manifest)
 
     def _cache_get(self, key):
-        record = fsutil.read_json(_cache_path(self.store.root, key), None)
-        digest = record.get('manifest') if isinstance(record, dict) else None
-        if not isinstance(digest, str):
+        digest = buildcache.lookup(self.store.root, key)
+        if digest is None:
             return None
         try:
             image = self.images.by_manifest(digest)
@@ -466,14 +444,14 @@ class Builder:
             env[name] = value
         return env
 
-    def arg_value(self, name, default, state):
-        """An ARG's value: the build arg, else its default, else the global (pre-FROM) one."""
-        from . import dockerfile_parse as dp
+    def arg_value(self, cmd, name, default, env):
+        """An ARG's value: the build arg, else its default (substituted from ``env``), else the global
+        (pre-FROM) one; None when it has none."""
         if name in self.opts.args:
             self.used_args.add(name)
             return str(self.opts.args[name])
         if default is not None:
-            return dp.expand_word(default, self.expand_env(state), self.dockerfile.escape)
+            return self._wrap(cmd, self._expand, default, env)
         return self.meta_args.get(name)
 
     def _wrap(self, cmd, func, *args):
@@ -492,45 +470,9 @@ class Builder:
                 type(exc).__name__, where, exc.strerror or exc)) from None
 
 
-def stage_cmd(stage):
-    """A stand-in Command-like for FROM errors."""
-    return _FromCmd(stage.line)
-
-
-@dataclass(frozen=True)
-class _FromCmd:
-    line: int
-    keyword: str = 'FROM'
-
-
 def _key(parent, *parts):
     data = json.dumps([parent] + list(parts), sort_keys=True, separators=(',', ':')).encode('utf-8')
     return 'sha256:' + hashlib.sha256(data).hexdigest()
 
 
-def _cache_path(root, key):
-    return os.path.join(root, 'build', 'cache', digest_hex(key) + '.json')
-
-
-def cache_roots(root):
-    """The manifests the build cache keeps alive (for the store's gc)."""
-    base = os.path.join(root, 'build', 'cache')
-    out = []
-    for name in os.listdir(base) if os.path.isdir(base) else ():
-        record = fsutil.read_json(os.path.join(base, name), None) if name.endswith('.json') else None
-        if isinstance(record, dict) and isinstance(record.get('manifest'), str):
-            out.append(record['manifest'])
-    return out
-
-
-def prune_cache(root):
-    """Forget every cached step (``docker builder prune``); the store's gc then frees their blobs."""
-    base = os.path.join(root, 'build', 'cache')
-    count = 0
-    for name in os.listdir(base) if os.path.isdir(base) else ():
-        os.unlink(os.path.join(base, name))
-        count += 1
-    return count
-
-
-__all__ = ['BuildOptions', 'BuildResult', 'Builder', 'NETWORKS', 'StageState', 'cache_roots', 'prune_cache']
+__all__ = ['BuildOptions', 'BuildResult', 'Builder', 'NETWORKS', 'StageState']

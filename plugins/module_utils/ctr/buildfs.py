@@ -343,17 +343,8 @@ def _copy_entries(entries, dest_dir, owner, chmod):
 
 def _place(src, leaf, st, owner, chmod, mode=None, mtime_ns=None):
     """One entry at ``leaf`` (whose parent is real and inside the image); the leaf is never followed."""
-    try:
-        old = os.lstat(leaf)
-    except FileNotFoundError:
-        old = None
     want_dir = stat.S_ISDIR(st.st_mode)
-    if old is not None and not (want_dir and stat.S_ISDIR(old.st_mode)):
-        if stat.S_ISDIR(old.st_mode):
-            fsutil.remove_tree(leaf)
-        else:
-            os.unlink(leaf)
-        old = None
+    old = _make_room(leaf, keep_dir=want_dir)
     uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
     bits = chmod if chmod is not None else (mode if mode is not None else stat.S_IMODE(st.st_mode))
     if want_dir:
@@ -375,16 +366,23 @@ def _place(src, leaf, st, owner, chmod, mode=None, mtime_ns=None):
     os.utime(leaf, ns=(st.st_atime_ns, mtime_ns or st.st_mtime_ns), follow_symlinks=False)
 
 
-def _write_data(leaf, data, owner, mode, mtime_ns):
+def _make_room(leaf, keep_dir):
+    """Remove what is at ``leaf`` (never following it), but a directory when ``keep_dir``; what is left."""
     try:
         old = os.lstat(leaf)
     except FileNotFoundError:
-        old = None
-    if old is not None:
-        if stat.S_ISDIR(old.st_mode):
-            fsutil.remove_tree(leaf)
-        else:
-            os.unlink(leaf)
+        return None
+    if keep_dir and stat.S_ISDIR(old.st_mode):
+        return old
+    if stat.S_ISDIR(old.st_mode):
+        fsutil.remove_tree(leaf)
+    else:
+        os.unlink(leaf)
+    return None
+
+
+def _write_data(leaf, data, owner, mode, mtime_ns):
+    _make_room(leaf, keep_dir=False)
     fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)

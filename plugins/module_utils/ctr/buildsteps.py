@@ -10,6 +10,7 @@ image config and, for WORKDIR, COPY, ADD and RUN, returns the new layer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,7 +70,7 @@ def _arg(b, state, cmd, scratch):
     from . import dockerfile_parse as dp
     pairs = dp.parse_arg(cmd.args, b.dockerfile.escape)
     for name, default in pairs:
-        state.args[name] = b.arg_value(name, default, state)
+        state.args[name] = b.arg_value(cmd, name, default, b.expand_env(state))
     text = ' '.join(n if d is None else '%s=%s' % (n, d) for n, d in pairs)
     b.step(state, cmd, NOP + ' ARG ' + text, None, _no_layer)
 
@@ -219,7 +220,6 @@ def _workdir(b, state, cmd, scratch):
 
 
 def _copy(b, state, cmd, scratch):
-    from . import buildfs
     add = cmd.keyword == 'ADD'
     _unsupported_flags(cmd, ('chown', 'chmod', 'link', 'checksum') if add else ('chown', 'chmod', 'link', 'from'))
     words = [_word(b, state, w) for w in (cmd.json_args if cmd.json_args is not None else cmd.args.split())]
@@ -250,80 +250,97 @@ def _copy(b, state, cmd, scratch):
                 raise InvalidArgument('COPY --from="%s" names neither an earlier stage nor an image in the store'
                                       % source_from)
             view, view_key = image, image.id
-        op = dict(sources=(), view_patterns=tuple(srcs))
+        makers, patterns = [], tuple(srcs)
         extra = [view_key, srcs, chown_text, chmod_text]
         shown = '--from=%s %s' % (source_from, ' '.join(srcs))
-        pending = []
     else:
-        sources, parts, pending = _context_sources(b, state, cmd, srcs, add)
-        op = dict(sources=tuple(sources))
+        makers, kinds, parts = _context_sources(b, state, cmd, srcs, add)
+        patterns = ()
         extra = [parts, chown_text, chmod_text]
-        kind = 'dir' if len(sources) == 1 and sources[0].kind == 'dir' else ('file' if len(sources) == 1 else 'multi')
+        kind = 'multi' if len(kinds) != 1 else ('dir' if kinds[0] == 'dir' else 'file')
         shown = '%s:%s' % (kind, _short_hash(parts))
 
     def action(st, config):
+        from . import buildfs
         view_layers = []
         if view is not None:
             view_layers = (b.layer_dirs(view) if hasattr(view, 'key')
                            else b.store.ensure_unpacked(view.layers, view.diff_ids))
         area = _scratch(b, st, scratch, view_layers)
-        fetched = {}
-        for index, url in pending:          # ADD URLs with a --checksum are fetched only when the step runs
-            fetched[index] = _fetch_source(b, cmd, url, area)
-        sources = tuple(fetched.get(i, src) for i, src in enumerate(op['sources']))
-        copy_op = buildfs.Copy(sources=sources, view_patterns=op['view_patterns'] if 'view_patterns' in op else (),
-                               dest=dest_abs, dest_is_dir=dest_is_dir, owner=owner, chmod=chmod, what=cmd.keyword)
+        sources = tuple(source for make in makers for source in make(area))    # only now: a cache hit walks nothing
+        copy_op = buildfs.Copy(sources=sources, view_patterns=patterns, dest=dest_abs, dest_is_dir=dest_is_dir,
+                               owner=owner, chmod=chmod, what=cmd.keyword)
         buildfs.apply(area, [copy_op])
         return pack(b, st, area.path('upper'), adopt=True)
     b.step(state, cmd, NOP + '%s %s in %s ' % (cmd.keyword, shown, dest), extra, action)
 
 
 def _context_sources(b, state, cmd, srcs, add):
-    """COPY/ADD sources from the context, URLs and heredocs: (buildfs.Source list, what the cache key hashes,
-    [(index, url)] of downloads left for the step to do)."""
-    from . import buildfs
+    """COPY/ADD sources from the context, URLs and heredocs: (makers, kinds, what the cache key hashes).
+
+    The key needs only the content hashes; a maker turns one source into buildfs.Sources when the
+    step runs (given its scratch area), so a cache hit walks no directory and downloads no
+    ``--checksum`` URL.
+    """
     heredocs = {h.name: h for h in cmd.heredocs}
-    sources, parts, pending = [], [], []
+    makers, kinds, parts = [], [], []
     for src in srcs:
         m = _HEREDOC.match(src)
         if m and m.group(3) in heredocs:
             doc = heredocs[m.group(3)]
             text = _word(b, state, doc.content) if doc.expand and '$' in doc.content else doc.content
-            data = text.encode('utf-8')
-            sources.append(buildfs.Source('', 'file', mode=0o644, name=_leaf_name(m.group(3), src),
-                                          mtime_ns=_epoch_ns(b), data=data))
+            data, name = text.encode('utf-8'), _leaf_name(m.group(3), src)
+            makers.append(functools.partial(_data_source, name, data, _epoch_ns(b)))
+            kinds.append('file')
             parts.append(['heredoc', m.group(3), hashlib.sha256(data).hexdigest()])
         elif add and re.match(r'^https?://', src, re.IGNORECASE):
             want = cmd.flag('checksum')
             if want:
                 if not re.match(r'^sha256:[0-9a-f]{64}$', want):
                     raise InvalidArgument('ADD --checksum "%s" is not sha256: and 64 hex digits' % want)
-                pending.append((len(sources), src))
-                sources.append(buildfs.Source('', 'file'))      # a placeholder, fetched when the step runs
+                makers.append(functools.partial(_url_source, b, cmd, src))     # fetched when the step runs
                 parts.append(['url', src, want])
             else:
                 b.stop_if_check()           # the content decides the key: only a download tells
                 source, digest = _fetch_source(b, cmd, src, None, with_digest=True)
-                sources.append(source)
+                makers.append(lambda area, source=source: [source])
                 parts.append(['url', src, digest])
+            kinds.append('file')
         elif add and re.match(r'^[a-z][a-z0-9+.-]*://', src, re.IGNORECASE) or src.startswith('git@'):
             raise InvalidArgument('ADD source "%s": only http and https URLs are supported' % src)
         else:
             tops = b.context.sources(src, cmd.keyword)
             for top in tops:
-                name = posixpath.basename(top.rel) if top.rel not in ('', '.') else ''
-                if top.kind == 'dir':
-                    entries = tuple((_under(top.rel, e.rel), e.path) for e in b.context.walk(top)
-                                    if e.rel != top.rel and e.kind != 'other')
-                    sources.append(buildfs.Source(top.path, 'dir', entries=entries))
-                elif top.kind in ('file', 'symlink'):
-                    sources.append(buildfs.Source(top.path, top.kind, extract=add and top.kind == 'file'
-                                                  and _is_archive(top.path), name=name))
-                else:
+                if top.kind not in ('dir', 'file', 'symlink'):
                     raise InvalidArgument('%s source "%s" is not a file, directory or symlink' % (cmd.keyword, top.rel))
+                kinds.append(top.kind)
+            makers.append(functools.partial(_context_source, b, tops, add))
             # files from the context belong to root unless --chown says otherwise: the host's owners never count
             parts.append(['context', src, b.context.digest(tops, chown='0:0')])
-    return sources, parts, pending
+    return makers, kinds, parts
+
+
+def _data_source(name, data, mtime_ns, area):
+    from . import buildfs
+    return [buildfs.Source('', 'file', mode=0o644, name=name, mtime_ns=mtime_ns, data=data)]
+
+
+def _url_source(b, cmd, url, area):
+    return [_fetch_source(b, cmd, url, area)]
+
+
+def _context_source(b, tops, add, area):
+    from . import buildfs
+    out = []
+    for top in tops:
+        if top.kind == 'dir':
+            entries = tuple((_under(top.rel, e.rel), e.path) for e in b.context.walk(top)
+                            if e.rel != top.rel and e.kind != 'other')
+            out.append(buildfs.Source(top.path, 'dir', entries=entries))
+        else:
+            out.append(buildfs.Source(top.path, top.kind, extract=add and top.kind == 'file' and _is_archive(top.path),
+                                      name=posixpath.basename(top.rel) if top.rel not in ('', '.') else ''))
+    return out
 
 
 def _leaf_name(name, shown):

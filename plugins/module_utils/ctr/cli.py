@@ -18,6 +18,7 @@ from .cli_build import ARGUMENTS as _BUILD_ARGS
 from .cli_common import err as _err
 from .cli_common import human as _human
 from .cli_common import out as _out
+from .cli_common import pairs as _pairs
 from .cli_netvol import _args_network, _args_volume
 from .errors import CtrError
 
@@ -61,21 +62,13 @@ def _inspect(args):
     return 0
 
 
-def _env_dict(pairs):
-    env = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition('=')
-        env[key] = value if sep else os.environ.get(key, '')
-    return env
-
-
 def _run(args):
     from .runtime import mountspec
     from .runtime.lifecycle import Runtime
     runtime = Runtime(args.root)
     container = runtime.create(args.image, name=args.name, command=args.command or None,
                                entrypoint=[args.entrypoint] if args.entrypoint is not None else None,
-                               env=_env_dict(args.env), user=args.user, working_dir=args.workdir,
+                               env=_pairs(args.env, '-e', environ=True), user=args.user, working_dir=args.workdir,
                                hostname=args.hostname, network_mode=args.network, memory=args.memory,
                                cpus=args.cpus, pids_limit=args.pids_limit, read_only=args.read_only,
                                privileged=args.privileged, volumes=args.volume,
@@ -171,7 +164,7 @@ def _exec(args):
     if args.tty and not args.detach:
         return _exec_tty(Runtime(args.root), args)
     data = sys.stdin.buffer.read() if args.interactive else None
-    result = Runtime(args.root).exec(args.name, args.command, env=_env_dict(args.env), user=args.user,
+    result = Runtime(args.root).exec(args.name, args.command, env=_pairs(args.env, '-e', environ=True), user=args.user,
                                      workdir=args.workdir, stdin=data, detach=args.detach)
     if args.detach:
         _out(result.pid)
@@ -188,7 +181,7 @@ def _exec_tty(runtime, args):
     import termios
     import tty
     from .runtime import execute
-    env = dict({'TERM': os.environ.get('TERM') or 'xterm'}, **_env_dict(args.env))
+    env = dict({'TERM': os.environ.get('TERM') or 'xterm'}, **_pairs(args.env, '-e', environ=True))
     plan = execute.prepare(runtime.get(args.name), args.command, env, args.user, args.workdir)
     master, slave = execute.open_pty(plan.pid)
     ours = sys.stdin.fileno() if sys.stdin.isatty() else None

@@ -4,26 +4,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .cli_common import human as _human
 from .cli_common import out as _out
-from .errors import InvalidArgument
-
-
-def _pairs(items, option):
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition('=')
-        if not key:
-            raise InvalidArgument('%s "%s" is not KEY=VALUE' % (option, item))
-        if not sep and option == '--build-arg':
-            import os
-            if key not in os.environ:
-                continue                # docker build: a bare name takes the caller's variable, if set
-            value = os.environ[key]
-        out[key] = value
-    return out
+from .cli_common import pairs as _pairs
 
 
 def _args_build(s):
@@ -43,9 +29,8 @@ def _build(args):
     from .build import Builder, BuildOptions
     from .refs import Reference
     names = [str(Reference.parse(t)) for t in args.tag]
-    import os
     dockerfile = os.path.abspath(args.file) if args.file else None     # -f is relative to here, as in docker build
-    options = BuildOptions(path=args.path, dockerfile=dockerfile, args=_pairs(args.build_arg, '--build-arg'),
+    options = BuildOptions(path=args.path, dockerfile=dockerfile, args=_pairs(args.build_arg, '--build-arg', environ=True, unset=None),
                            target=args.target, nocache=args.no_cache, network=args.network,
                            labels=_pairs(args.label, '--label'))
 
@@ -139,11 +124,11 @@ def _args_builder(s):
 
 
 def _builder(args):
-    from .build import prune_cache
+    from . import buildcache
     from .fsutil import resolve_root
     from .store import Store
     root = resolve_root(args.root)
-    count = prune_cache(root)
+    count = buildcache.prune(root)
     report = Store(root).gc()
     _out('forgot %d cached steps; freed %d blobs (%s)' % (count, len(report.blobs), _human(report.bytes)))
     return 0

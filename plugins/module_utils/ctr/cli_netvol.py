@@ -8,6 +8,7 @@ import json
 
 from .cli_common import err as _err
 from .cli_common import out as _out
+from .cli_common import pairs as _pairs
 
 
 def _args_network(s):
@@ -32,10 +33,6 @@ def _args_network(s):
         v.set_defaults(func=_network)
 
 
-def _pairs(items):
-    return dict(item.split('=', 1) if '=' in item else (item, '') for item in items)
-
-
 def _network(args):
     from .fsutil import resolve_root
     from .network import endpoints
@@ -50,7 +47,7 @@ def _network(args):
             _out('   '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     elif args.verb == 'create':
         network = store.create(store.plan(args.name, args.subnet, args.gateway, args.ip_range, args.internal,
-                                          _pairs(args.label), _pairs(args.opt)))
+                                          _pairs(args.label, '--label'), _pairs(args.opt, '--opt')))
         _out(network.id)
     elif args.verb == 'rm':
         for name in args.names:
@@ -88,7 +85,7 @@ def _volume(args):
         for row in rows:
             _out('%-8s   %s' % row)
     elif args.verb == 'create':
-        volume, _created = store.create(args.name, driver_options=_pairs(args.opt), labels=_pairs(args.label))
+        volume, _created = store.create(args.name, driver_options=_pairs(args.opt, '--opt'), labels=_pairs(args.label, '--label'))
         _out(volume.name)
     elif args.verb == 'rm':
         containers = ContainerStore(store.root).list()

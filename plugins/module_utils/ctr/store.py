@@ -492,9 +492,9 @@ class Store:
             return removed
         with self.collecting():
             keep_blobs, keep_chains, keep_diffs = set(), set(extra_chains), set()
-            from .build import cache_roots
+            from . import buildcache
             manifests = ([d.digest for d in self.read_index()] + list(extra_roots) + self._container_roots()
-                         + cache_roots(self.root))
+                         + buildcache.roots(self.root))
             for digest in manifests:
                 self._mark(digest, keep_blobs, keep_chains, keep_diffs, layers)
             for name in sorted(os.listdir(self.blob_dir)):
