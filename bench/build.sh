@@ -34,15 +34,14 @@ set -euo pipefail
 export LC_ALL=C
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 RUNS=${1:-${RUNS:-5}}
 BUILDAH=${BUILDAH:-auto}
 PROFILE=${PROFILE:-1}
 DATA=${BENCH_DATA:-$repo/bench/data}
 DOC=${BENCH_DOC-$repo/docs/benchmarks.md}
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
-fi
+default_python
 TITLE='Builds and commits'
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMG=docker.io/library/busybox:latest
@@ -70,34 +69,18 @@ elif [ "$BUILDAH" = 1 ]; then
     die 'BUILDAH=1 but buildah is not installed (apt-get install buildah)'
 fi
 
-# The interpreter itself, not a wrapper: a pyenv shim is a bash script that costs ~90 ms a call
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-build.XXXXXX")
-store=$work/ctr                 # set-up store (busybox for `podman load`), then the warm one
+bench_work build                # $store: the set-up store (busybox for `podman load`), then the warm one
 base=$work/base                 # busybox only, unpacked: copied into a fresh store for each cold build
 cold=$work/cold
-export PYTHONPATH=$repo/plugins/module_utils
-unset PYTHONDONTWRITEBYTECODE       # bytecode caches as on any host, kept in the temp dir
-export PYTHONPYCACHEPREFIX=$work/pycache
-ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
-ctr_at() { local root=$1; shift; "$PYTHON" -m ctr --root "$root" "$@"; }
 
-# shellcheck source=bench/lib.sh
-. "$repo/bench/lib.sh"
 podman_config
 pod() { podman --runtime runc "$@"; }
 # buildah on a store of its own, so neither peer finds the other's cache
 bah() { CONTAINERS_STORAGE_CONF=$work/buildah/storage.conf buildah "$@"; }
 
 cleanup() {
-    local root target
     set +e
-    for root in "$store" "$cold"; do
-        [ -d "$root/containers" ] || continue
-        for target in "$root"/containers/*/; do
-            [ -d "$target" ] && ctr_at "$root" rm -f "$(basename "$target")" >/dev/null 2>&1
-        done
-    done
+    remove_containers "$store" "$cold"
     podman rm -f -a -t 0 >/dev/null 2>&1
     if command -v buildah >/dev/null; then
         buildah rm -a >/dev/null 2>&1           # build containers a killed `podman build` left behind

@@ -31,16 +31,15 @@ set -euo pipefail
 export LC_ALL=C
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 RUNS=${RUNS:-10}
 DETACHED=${DETACHED:-20}
 ANSIBLE_RUNS=${ANSIBLE_RUNS:-3}
 ANSIBLE_VENV=${ANSIBLE_VENV:-}
 ANSIBLE_INSTALL=${ANSIBLE_INSTALL:-0}
 DOC=${BENCH_DOC-$repo/docs/benchmarks.md}
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
-fi
+default_python
 TITLE='Containers: run, monitors, Ansible tasks'
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMG=docker.io/library/busybox:latest
@@ -59,28 +58,15 @@ done
 [ -n "${EPOCHREALTIME:-}" ] || die 'bash 5 or later is needed (EPOCHREALTIME)'
 
 # The interpreter itself, not a wrapper: a pyenv shim is a bash script that costs ~90 ms a call
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-run.XXXXXX")
-store=$work/ctr
-export PYTHONPATH=$repo/plugins/module_utils      # for `python3 -m ctr`
-# Bytecode caches as on any host (some shells set PYTHONDONTWRITEBYTECODE), kept in the temp dir
-unset PYTHONDONTWRITEBYTECODE
-export PYTHONPYCACHEPREFIX=$work/pycache
-ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
+bench_work run
 
-# shellcheck source=bench/lib.sh
-. "$repo/bench/lib.sh"
 podman_config
 runtime_state=$work/runtime-state
 
 cleanup() {
     local target
     set +e
-    if [ -d "$store/containers" ]; then
-        for target in "$store"/containers/*/; do
-            [ -d "$target" ] && ctr rm -f "$(basename "$target")" >/dev/null 2>&1
-        done
-    fi
+    remove_containers "$store"
     podman rm -f -a -t 0 >/dev/null 2>&1
     for target in $(runc --root "$runtime_state" list -q 2>/dev/null); do
         runc --root "$runtime_state" delete -f "$target" >/dev/null 2>&1

@@ -23,15 +23,14 @@ set -euo pipefail
 export LC_ALL=C
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 RUNS=${RUNS:-10}
 ANSIBLE_RUNS=${ANSIBLE_RUNS:-3}
 ANSIBLE_VENV=${ANSIBLE_VENV:-}
 ANSIBLE_INSTALL=${ANSIBLE_INSTALL:-0}
 DOC=${BENCH_DOC-$repo/docs/benchmarks.md}
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
-fi
+default_python
 TITLE='Exec'
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMG=docker.io/library/busybox:latest
@@ -44,27 +43,13 @@ for tool in "$PYTHON" podman nsenter "$BUSYBOX"; do
     command -v "$tool" >/dev/null || die "$tool is not installed (make deps)"
 done
 [ -n "${EPOCHREALTIME:-}" ] || die 'bash 5 or later is needed (EPOCHREALTIME)'
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
+bench_work exec
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-exec.XXXXXX")
-store=$work/ctr
-export PYTHONPATH=$repo/plugins/module_utils
-unset PYTHONDONTWRITEBYTECODE
-export PYTHONPYCACHEPREFIX=$work/pycache
-ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
-
-# shellcheck source=bench/lib.sh
-. "$repo/bench/lib.sh"
 podman_config
 
 cleanup() {
-    local target
     set +e
-    if [ -d "$store/containers" ]; then
-        for target in "$store"/containers/*/; do
-            [ -d "$target" ] && ctr rm -f "$(basename "$target")" >/dev/null 2>&1
-        done
-    fi
+    remove_containers "$store"
     podman rm -f -a -t 0 >/dev/null 2>&1
     release_work
 }

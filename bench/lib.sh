@@ -2,8 +2,43 @@
 # Copyright (c) daemonless.ctr contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# What the container benchmarks share; sourced by container_run.sh, network.sh and exec.sh after they
-# set $work (their temp dir), $store, $repo, $PYTHON and $BUSYBOX and define log, die and ctr.
+# What the container benchmarks share; sourced by container_run.sh, network.sh, exec.sh and build.sh
+# right after they set $repo. They call default_python, check their tools, call bench_work, and
+# define log and die; $BUSYBOX names the busybox binary the image is made of.
+
+# default_python: $PYTHON unless set: /usr/bin/python3 where there is one (a managed Debian host's)
+default_python() {
+    if [ -z "${PYTHON:-}" ]; then
+        PYTHON=python3
+        [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+    fi
+}
+
+# bench_work NAME: $PYTHON resolved to the interpreter itself (a pyenv shim is a bash script that
+# costs ~90 ms a call); $work, a temp dir, and $store in it; the repo's engine for `python3 -m ctr`,
+# with bytecode caches as on any host (some shells set PYTHONDONTWRITEBYTECODE), kept in $work
+bench_work() {
+    PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
+    work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-$1.XXXXXX")
+    store=$work/ctr
+    export PYTHONPATH=$repo/plugins/module_utils
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPYCACHEPREFIX=$work/pycache
+}
+
+ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
+ctr_at() { local root=$1; shift; "$PYTHON" -m ctr --root "$root" "$@"; }
+
+# remove_containers ROOT...: every container of those stores, forced (for the cleanup traps)
+remove_containers() {
+    local root target
+    for root; do
+        [ -d "$root/containers" ] || continue
+        for target in "$root"/containers/*/; do
+            [ -d "$target" ] && ctr_at "$root" rm -f "$(basename "$target")" >/dev/null 2>&1
+        done
+    done
+}
 
 # podman_config: podman with a store, run dir and tmp dir of its own under $work; the host's
 # containers.conf (runc) otherwise as is

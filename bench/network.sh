@@ -24,14 +24,13 @@ set -euo pipefail
 export LC_ALL=C
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 RUNS=${RUNS:-10}
 IPERF_RUNS=${IPERF_RUNS:-3}
 IPERF_SECONDS=${IPERF_SECONDS:-3}
 DOC=${BENCH_DOC-$repo/docs/benchmarks.md}
-if [ -z "${PYTHON:-}" ]; then
-    PYTHON=python3
-    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
-fi
+default_python
 TITLE='Networks: run, attach, throughput'
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 IMG=docker.io/library/busybox:latest
@@ -45,27 +44,13 @@ for tool in "$PYTHON" podman iperf3 nft ip "$BUSYBOX"; do
 done
 "$PYTHON" -c 'import pyroute2' 2>/dev/null || die "pyroute2 is missing for $PYTHON (Debian: python3-pyroute2)"
 [ -n "${EPOCHREALTIME:-}" ] || die 'bash 5 or later is needed (EPOCHREALTIME)'
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
+bench_work net
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-net.XXXXXX")
-store=$work/ctr
-export PYTHONPATH=$repo/plugins/module_utils
-unset PYTHONDONTWRITEBYTECODE
-export PYTHONPYCACHEPREFIX=$work/pycache
-ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }
-
-# shellcheck source=bench/lib.sh
-. "$repo/bench/lib.sh"
 podman_config
 
 cleanup() {
-    local target
     set +e
-    if [ -d "$store/containers" ]; then
-        for target in "$store"/containers/*/; do
-            [ -d "$target" ] && ctr rm -f "$(basename "$target")" >/dev/null 2>&1
-        done
-    fi
+    remove_containers "$store"
     podman rm -f -a -t 0 >/dev/null 2>&1
     "$PYTHON" - "$store" <<'EOF' >/dev/null 2>&1
 import sys
