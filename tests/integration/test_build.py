@@ -302,6 +302,9 @@ def test_module_commit_create_repeat_change_and_bad_value(run_module, runtime, s
     assert commit(check=True)['changed'] is False
     assert commit()['changed'] is False
     assert commit(changes=['CMD ["sh"]'])['changed']
+    commented = commit(name='snap:2', comment='hotfix', pause=False)
+    assert commented['changed'] and commented['image']['History'][-1]['comment'] == 'hotfix'
+    assert commit(name='snap:2', comment='hotfix', pause=False)['changed'] is False
     bad = commit(changes=['FROB x'])
     assert bad.get('failed') and 'FROB' in bad['msg']
     missing = commit(container='nobody')
