@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
 from ctr import dockerfile_parse
 from ctr.dockerfile_parse import Heredoc
 from ctr.errors import InvalidArgument
+from ctr.records import FrozenInstanceError
 
 
 def C(line, keyword, args, flags=(), json=None, docs=(), end=None):
@@ -512,7 +512,7 @@ def test_onbuild_trigger_heredoc_and_command_fields():
     assert run.flag_values('network') == []
     assert copy.flag('link') == 'true'
     assert df.path == 'ctx/Dockerfile'
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         run.args = 'x'
 
 

@@ -12,11 +12,11 @@ _MODULE_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '
 if os.path.normpath(_MODULE_UTILS) not in [os.path.normpath(p) for p in sys.path]:
     sys.path.insert(0, os.path.normpath(_MODULE_UTILS))
 
-import dataclasses  # noqa: E402
 
 import pytest  # noqa: E402
 
 from ctr.errors import InvalidArgument  # noqa: E402
+from ctr.records import FrozenInstanceError  # noqa: E402
 from ctr.refs import (  # noqa: E402
     Reference, is_digest, looks_like_id, normalize, parse_digest,
 )
@@ -240,7 +240,7 @@ def test_familiar_without_tag():
 
 def test_reference_is_frozen_and_hashable():
     ref = Reference.parse('busybox')
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         ref.tag = 'x'
     assert ref == Reference('docker.io', 'library/busybox', 'latest', None)
     assert len({ref, Reference.parse('docker.io/library/busybox:latest')}) == 1

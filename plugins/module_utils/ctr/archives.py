@@ -25,11 +25,11 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import dataclass
 
 from . import mediatypes as mt
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from .fsutil import canonical_json, fsync_dir
+from .records import record
 from .refs import Reference
 from .archives_load import LoadOutcome, load
 from .store import REF_NAME, Descriptor, digest_hex
@@ -39,7 +39,7 @@ BLOCK = 512
 CHUNK = 1 << 20
 
 
-@dataclass
+@record
 class Member:
     """One entry of an archive we write: its content is either bytes or a producer."""
 

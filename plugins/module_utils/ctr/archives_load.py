@@ -16,11 +16,10 @@ import json
 import os
 import posixpath
 import tarfile
-from dataclasses import dataclass, field
-from typing import List
 
 from . import mediatypes as mt
 from .errors import CorruptContent, InvalidArgument, KernelError, NotFound
+from .records import field, record
 from .refs import Reference
 from .store import REF_NAME, Descriptor, digest_hex
 from .streams import CHUNK
@@ -31,11 +30,11 @@ METADATA_LIMIT = 64 << 20      # all configs, manifests and indexes of one archi
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
 
 
-@dataclass
+@record
 class LoadOutcome:
     changed: bool
     images: list = field(default_factory=list)
-    actions: List[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
     new: bool = False           # some image was not in the store at all (not just renamed)
     displaced: bool = False     # a name moved away from another image
 
@@ -133,7 +132,7 @@ def _str_list(value, what):
     return value
 
 
-@dataclass
+@record
 class _Entry:
     config_bytes: bytes
     names: list

@@ -32,13 +32,12 @@ import json
 import os
 import time
 import types
-from dataclasses import dataclass, field
-from typing import List, Optional
 
 from . import buildcache, buildsteps
 from . import mediatypes as mt
 from .errors import CtrError, InvalidArgument
 from .images import host_platform, source_date_epoch
+from .records import field, record
 from .store import Descriptor
 from .timestamps import rfc3339
 
@@ -48,31 +47,31 @@ CACHE_VERSION = 3       # part of every step's key: raised when what a step make
 BUILD_LABEL = 'org.daemonless.ctr.build'
 
 
-@dataclass
+@record
 class BuildOptions:
     """What ``docker build`` takes: ``path`` is the context directory."""
 
     path: str
-    dockerfile: Optional[str] = None
+    dockerfile: str | None = None
     args: dict = field(default_factory=dict)
     target: str = ''
     nocache: bool = False
     network: str = 'host'
     labels: dict = field(default_factory=dict)
-    created: Optional[int] = None           # seconds since the epoch for every timestamp (default SOURCE_DATE_EPOCH)
+    created: int | None = None           # seconds since the epoch for every timestamp (default SOURCE_DATE_EPOCH)
 
 
-@dataclass
+@record
 class BuildResult:
     image: object                           # images.Image (None in check mode when a step would run)
     changed: bool
-    log: List[str]
+    log: list[str]
     steps: int = 0
     cached: int = 0
     complete: bool = True                   # False: check mode stopped at the first step that would run
 
 
-@dataclass
+@record
 class StageState:
     """A stage's progress: the image so far and what the next step needs to know."""
 

@@ -27,10 +27,10 @@ import posixpath
 import re
 import stat
 import time
-from dataclasses import dataclass
 
 from . import fsutil
 from .errors import Conflict, InvalidArgument, KernelError, NotFound
+from .records import record
 
 CHUNK = 1 << 20
 RACY_NS = 2 * 10 ** 9          # a file changed this recently is hashed but not remembered in the cache
@@ -39,7 +39,7 @@ _TOKEN = re.compile(r'\\.|([*?[])', re.DOTALL)
 _KINDS = {stat.S_IFREG: 'file', stat.S_IFDIR: 'dir', stat.S_IFLNK: 'symlink'}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One thing in the context. ``rel`` is '/'-separated from the context root, seen through the COPY
     source as written (a followed source symlink keeps its own name); ``'.'`` only for the context root

@@ -26,11 +26,10 @@ import os
 import posixpath
 import stat
 import tempfile
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
 
 from . import fsutil, libc
 from .errors import CtrError, InvalidArgument, KernelError
+from .records import field, record
 
 _MAX_HOPS = 40
 _CHUNK = 1 << 20
@@ -42,7 +41,7 @@ class StepError(CtrError):
 
 # -- operations ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """One thing to copy: a file, dir or symlink on the host (the context, a download) or in ``view/``."""
 
@@ -50,42 +49,42 @@ class Source:
     kind: str                   # 'file', 'dir', 'symlink'
     in_view: bool = False
     extract: bool = False       # ADD of a local archive: unpack it into the destination
-    mode: Optional[int] = None  # overrides the source's mode bits (downloads: 0600)
+    mode: int | None = None  # overrides the source's mode bits (downloads: 0600)
     name: str = ''              # the name the copy gets when the destination is a directory (default: basename)
-    mtime_ns: Optional[int] = None
-    entries: Optional[Tuple[Tuple[str, str], ...]] = None     # a context dir: (path under it, host path), walked
+    mtime_ns: int | None = None
+    entries: tuple[tuple[str, str], ...] | None = None     # a context dir: (path under it, host path), walked
     #                                                           by the parent (ignore rules applied), parents first
-    data: Optional[bytes] = None    # a heredoc: the file's content (``path`` is unused)
+    data: bytes | None = None    # a heredoc: the file's content (``path`` is unused)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Copy:
     """COPY/ADD: ``sources`` to ``dest`` (absolute, inside the image) with Docker's rules."""
 
-    sources: Tuple[Source, ...]
+    sources: tuple[Source, ...]
     dest: str
     dest_is_dir: bool                   # the destination ends with '/' or there are several sources
-    owner: Optional[Tuple[int, int]]    # --chown; None keeps the source's owner (view) or root (context)
-    chmod: Optional[int] = None
-    view_patterns: Tuple[str, ...] = ()  # COPY --from: patterns resolved inside view/ by the child
+    owner: tuple[int, int] | None    # --chown; None keeps the source's owner (view) or root (context)
+    chmod: int | None = None
+    view_patterns: tuple[str, ...] = ()  # COPY --from: patterns resolved inside view/ by the child
     what: str = 'COPY'
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MakeDir:
     """WORKDIR: the directory and its missing parents."""
 
     path: str
-    owner: Tuple[int, int] = (0, 0)
+    owner: tuple[int, int] = (0, 0)
 
 
-@dataclass
+@record
 class Scratch:
     """A step's work area; ``close()`` removes it."""
 
     base: str
-    lower: List[str] = field(default_factory=list)      # the stage's layer dirs, lowest first
-    view_lower: List[str] = field(default_factory=list)
+    lower: list[str] = field(default_factory=list)      # the stage's layer dirs, lowest first
+    view_lower: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, store_root, lower, view_lower=()):

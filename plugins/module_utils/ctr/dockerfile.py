@@ -13,9 +13,9 @@ import json
 import posixpath
 import re
 import signal
-from dataclasses import dataclass
 
 from .errors import InvalidArgument
+from .records import record
 
 METADATA_INSTRUCTIONS = ('CMD', 'ENTRYPOINT', 'ENV', 'EXPOSE', 'WORKDIR', 'USER', 'LABEL', 'VOLUME',
                          'STOPSIGNAL', 'ONBUILD')
@@ -23,7 +23,7 @@ DEFAULT_SHELL = ['/bin/sh', '-c']
 _PORT_RE = re.compile(r'^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$', re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Instruction:
     keyword: str   # upper case
     args: str      # the rest of the line, stripped

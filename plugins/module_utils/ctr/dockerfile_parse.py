@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Optional
 
 from .errors import InvalidArgument
+from .records import record
 from .shellwords import expand_word, expand_words, process, split_raw_words
 
 __all__ = ('KEYWORDS', 'FLAGS', 'DockerfileError', 'Heredoc', 'Command', 'Stage', 'Dockerfile', 'parse',
@@ -60,7 +59,7 @@ class DockerfileError(InvalidArgument):
         self.keyword = keyword
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Heredoc:
     name: str          # delimiter word, e.g. 'EOF'
     content: str       # body; every line keeps its '\n'; leading tabs removed for <<-
@@ -68,14 +67,14 @@ class Heredoc:
     strip_tabs: bool   # <<-
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Command:
     keyword: str                  # upper case; for ONBUILD, args hold the trigger instruction
     original: str                 # the logical instruction as written, continuations joined
     args: str                     # after keyword and flags, continuations removed, stripped
     flags: tuple                  # ((name, value), ...) in written order; bare --link -> ('link', 'true')
     heredocs: tuple               # Heredoc, in marker order
-    json_args: Optional[list]     # the exec form (for HEALTHCHECK: the part after CMD), else None
+    json_args: list | None     # the exec form (for HEALTHCHECK: the part after CMD), else None
     line: int                     # 1-based first line
     end_line: int                 # last line, heredoc bodies included
 
@@ -87,7 +86,7 @@ class Command:
         return [value for key, value in self.flags if key == name]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stage:
     index: int
     name: str          # the AS name, lowercased; '' when none
@@ -97,7 +96,7 @@ class Stage:
     commands: tuple    # Commands after FROM, up to the next FROM
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Dockerfile:
     path: str
     escape: str        # '\\' or '`'
@@ -288,12 +287,12 @@ def _heredoc_markers(line):
     return [marker for marker in map(_heredoc_marker, words) if marker]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Instruction:
     keyword: str
     args: str
     flags: tuple
-    json_args: Optional[list]
+    json_args: list | None
     heredoc_keyword: str    # the keyword whose heredocs count (the trigger's for ONBUILD), '' for none
 
 

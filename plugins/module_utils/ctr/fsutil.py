@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 
 TMP_PREFIX = '.tmp-'
 DEFAULT_ROOT = '/var/lib/ctr'
@@ -60,6 +59,7 @@ def flocked(path, exclusive=True, make_dir=True):
 
 def atomic_write(path, data, mode=0o644, durable=True):
     """Write ``data`` (bytes) to ``path`` through a temp file, fsync and rename."""
+    import tempfile  # not at the top: most runs write nothing, and it imports random
     directory = os.path.dirname(path) or '.'
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     try:

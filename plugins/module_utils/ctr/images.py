@@ -14,11 +14,10 @@ import copy
 import os
 import re
 import time
-from dataclasses import dataclass, field
-from typing import List, Optional
 
 from . import mediatypes as mt
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
+from .records import field, record
 from .refs import Reference
 from .store import REF_NAME, Descriptor, Store
 from .timestamps import rfc3339
@@ -52,7 +51,7 @@ def source_date_epoch():
         raise InvalidArgument('SOURCE_DATE_EPOCH "%s" is not a whole number of seconds' % value)
 
 
-@dataclass
+@record
 class Image:
     """One image in the store, with every name that points at it."""
 
@@ -60,7 +59,7 @@ class Image:
     manifest_doc: dict
     config_bytes: bytes
     config: dict
-    names: List[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
     @property
     def id(self):
@@ -123,14 +122,14 @@ class Image:
         return out
 
 
-@dataclass
+@record
 class Outcome:
     """What a mutating call did (or, in check mode, would do)."""
 
     changed: bool
-    image: Optional[Image] = None
-    before: Optional[dict] = None
-    actions: List[str] = field(default_factory=list)
+    image: Image | None = None
+    before: dict | None = None
+    actions: list[str] = field(default_factory=list)
     displaced: bool = False     # a name moved away from another image
 
 

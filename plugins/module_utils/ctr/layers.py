@@ -19,9 +19,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from .errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
+from .records import record
 from .store import chain_ids, check_digest
 from .streams import (CHUNK, COMPRESSIONS, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, BlobSink, LayerDigests,
                       detect_compression, open_uncompressed, read_diff_id)
@@ -122,7 +122,7 @@ def pack_tree(src_dir, out, *, compression='gzip', level=6, mtime_clamp=None, ov
         sink.abort()
 
 
-@dataclass
+@record
 class _Item:
     key: bytes            # sort key among siblings
     kind: str             # 'entry', 'tree' (the subtree of a directory) or 'opaque'

@@ -28,10 +28,10 @@ import base64
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from urllib.parse import unquote
 
 from .errors import CorruptContent, KernelError, NotFound, UnsafeContent
+from .records import record
 
 WHITEOUT_PREFIX = '.wh.'
 OPAQUE_MARKER = '.wh..wh..opq'
@@ -50,7 +50,7 @@ _DROPPED_XATTR_PREFIXES = ('trusted.overlay.', 'user.overlay.', 'security.selinu
 _XATTR_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EntryPlan:
     """What one tar entry name asks for once whiteout names are decoded.
 

@@ -18,12 +18,10 @@ with ``[`` (an IPv6 address) or is ``localhost``; otherwise the registry is
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass
-from typing import Optional
 
 from .errors import InvalidArgument
+from .records import record, replace
 
 DEFAULT_REGISTRY = 'docker.io'
 LEGACY_REGISTRY = 'index.docker.io'
@@ -109,7 +107,7 @@ def _split_registry(name):
     return registry, path
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalised image reference; build one with :meth:`parse`.
 
@@ -119,8 +117,8 @@ class Reference:
 
     registry: str
     repository: str
-    tag: Optional[str]
-    digest: Optional[str]
+    tag: str | None
+    digest: str | None
 
     @classmethod
     def parse(cls, text: str, default_tag: bool = True) -> Reference:
@@ -190,16 +188,16 @@ class Reference:
             path = path[len(OFFICIAL_PREFIX):]
         return path + self._suffix()
 
-    def with_tag(self, tag: Optional[str]) -> Reference:
+    def with_tag(self, tag: str | None) -> Reference:
         """A copy with ``tag`` (validated; None removes the tag)."""
         if tag is not None:
             problem = _tag_problem(tag) if isinstance(tag, str) else 'the tag must be a string'
             if problem:
                 raise InvalidArgument('invalid tag "%s" for image "%s": %s' % (
                     _show(str(tag)), self, problem), value=tag)
-        return dataclasses.replace(self, tag=tag)
+        return replace(self, tag=tag)
 
-    def with_digest(self, digest: Optional[str]) -> Reference:
+    def with_digest(self, digest: str | None) -> Reference:
         """A copy with ``digest`` (validated; None removes the digest)."""
         if digest is not None:
             problem = (_digest_problem(digest) if isinstance(digest, str)
@@ -207,7 +205,7 @@ class Reference:
             if problem:
                 raise InvalidArgument('invalid digest "%s" for image "%s": %s' % (
                     _show(str(digest)), self, problem), value=digest)
-        return dataclasses.replace(self, digest=digest)
+        return replace(self, digest=digest)
 
 
 def normalize(text: str) -> str:

@@ -28,12 +28,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
-from dataclasses import dataclass, field
 
 from . import fsutil
 from . import mediatypes as mt
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
+from .records import field, record
 
 REF_NAME = 'org.opencontainers.image.ref.name'
 CHUNK = 1 << 20
@@ -41,7 +40,7 @@ CHUNK = 1 << 20
 
 def digest_hex(digest):
     algo, dummy, hexpart = digest.partition(':')
-    if algo != 'sha256' or len(hexpart) != 64 or not all(c in '0123456789abcdef' for c in hexpart):
+    if algo != 'sha256' or len(hexpart) != 64 or hexpart.strip('0123456789abcdef'):
         raise CorruptContent('unsupported or malformed digest "%s"' % digest, digest=digest)
     return hexpart
 
@@ -69,7 +68,7 @@ def chain_ids(diff_ids):
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     """An OCI content descriptor: what a manifest or index says about a blob."""
 
@@ -191,6 +190,7 @@ class BlobWriter:
     """Streams a new blob into ``<root>/tmp`` and renames it into place on :meth:`commit`."""
 
     def __init__(self, store):
+        import tempfile  # not at the top: a run that writes no blob need not import it
         self._store = store
         fd, self._tmp = tempfile.mkstemp(prefix=fsutil.TMP_PREFIX + 'blob-', dir=store.tmp_dir)
         self._file = os.fdopen(fd, 'wb', buffering=0)
@@ -456,6 +456,7 @@ class Store:
                 if os.path.isdir(final):
                     continue
                 from . import layers  # tar machinery only when a layer is missing
+                import tempfile
                 fsutil.makedirs(self.layers_dir, 0o700)
                 tmp = tempfile.mkdtemp(prefix=fsutil.TMP_PREFIX, dir=self.layers_dir)
                 os.chmod(tmp, 0o755)
@@ -548,7 +549,7 @@ class Store:
             keep_blobs.add(layer['digest'])
 
 
-@dataclass
+@record
 class GcReport:
     blobs: list = field(default_factory=list)
     layers: list = field(default_factory=list)

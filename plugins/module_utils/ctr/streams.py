@@ -16,9 +16,9 @@ import hashlib
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError
+from .records import record
 
 MEDIA_TYPE_TAR = 'application/vnd.oci.image.layer.v1.tar'
 MEDIA_TYPE_TAR_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip'
@@ -34,7 +34,7 @@ _GZIP_MAGIC = b'\x1f\x8b'
 _ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerDigests:
     """What writing a layer blob produced."""
 

@@ -4,21 +4,25 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 
 
 def rfc3339(ts):
-    """A timestamp as Docker writes it: UTC, ``Z``, nanoseconds trimmed to what we have."""
-    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc)
-    if dt.microsecond:
-        return dt.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-    return dt.strftime('%Y-%m-%dT%H:%M:%SZ')
+    """A timestamp as Docker writes it: UTC, ``Z``, nanoseconds trimmed to what we have
+    (microseconds, rounded half to even as :mod:`datetime` rounds them; ``datetime`` itself is not
+    imported: every task would pay for it)."""
+    seconds = int(ts // 1)
+    micros = round((ts - seconds) * 1e6)
+    if micros >= 1000000:
+        seconds, micros = seconds + 1, micros - 1000000
+    text = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))
+    return '%s.%06dZ' % (text, micros) if micros else text + 'Z'
 
 
 def parse_rfc3339(text):
     """Seconds since the epoch of an RFC 3339 UTC time as :func:`rfc3339` and the monitor write it
     (``Z``, up to nanoseconds); ValueError when it is something else."""
+    import datetime
     import re
     m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$', text or '')
     if not m:

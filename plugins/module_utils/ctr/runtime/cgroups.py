@@ -28,11 +28,10 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from ..errors import CtrError, KernelError
 from ..fsutil import unescape_mountinfo
+from ..records import record
 from .limits import PERIOD_US, Limits, invalid as _invalid, quota as _quota
 
 DEFAULT_PARENT = 'ctr'
@@ -63,7 +62,7 @@ _NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,254}')
 
 # -- layout ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One mounted cgroup hierarchy."""
 
@@ -73,13 +72,13 @@ class Mount:
     controllers: frozenset          # v1: the controllers (and name=...) bound to it; v2: empty
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """The cgroup hierarchies mounted on a host."""
 
     kind: str                       # 'unified', 'hybrid', 'legacy' or 'none'
-    v1: Tuple[Mount, ...]
-    v2: Optional[Mount]
+    v1: tuple[Mount, ...]
+    v2: Mount | None
 
     def v1_mount(self, controller):
         for mount in self.v1:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
 
 from .. import fsutil
 from ..errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from ..fsutil import resolve_root
+from ..records import asdict, field, field_names, record
 from ..timestamps import rfc3339
 
 _NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_.-]*$')
@@ -45,7 +45,7 @@ def new_id():
     return os.urandom(32).hex()
 
 
-@dataclass
+@record
 class State:
     """Docker's ``State`` object, as the monitor and the runtime keep it."""
 
@@ -67,11 +67,11 @@ class State:
 
     @classmethod
     def from_json(cls, obj):
-        known = {k: v for k, v in (obj or {}).items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in (obj or {}).items() if k in field_names(cls)}
         return cls(**known)
 
 
-@dataclass
+@record
 class Container:
     """A container record: what ``docker inspect`` shows, less what is derived at read time."""
 

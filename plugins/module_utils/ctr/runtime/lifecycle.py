@@ -343,10 +343,10 @@ class Runtime:
         from . import mountspec, seccomp, security, spec
         from .start import StartPlan
         cfg, host = container.Config, container.HostConfig
-        uid, gid, groups, home = security.resolve_user(cfg.get('User') or '', paths.merged)
+        who = security.resolve_user(cfg.get('User') or '', paths.merged)
         caps = None if host.get('Privileged') else list(
             effective_caps(host.get('CapAdd') or (), host.get('CapDrop') or (), False))
-        env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], home)
+        env = spec.runtime_env(list(cfg['Env']), cfg['Hostname'], who.home)
         user_mounts = [m for m in mountspec.from_host_config(host) if m.type != mountspec.VOLUME]
         user_mounts += list(volume_binds)
         if net.hosts_bind:          # live: rewritten in place as peers come and go
@@ -355,7 +355,7 @@ class Runtime:
         return StartPlan(rootfs=paths.merged, argv=[container.Path] + list(container.Args), env=env,
                          cwd=cfg.get('WorkingDir') or '/', hostname=cfg['Hostname'],
                          network='host' if mode == 'host' else ('none' if mode == 'none' else 'join'),
-                         netns=net.netns or '', uid=uid, gid=gid, groups=list(groups), caps=caps,
+                         netns=net.netns or '', uid=who.uid, gid=who.gid, groups=list(who.additional_gids), caps=caps,
                          no_new_privs=bool(host.get('NoNewPrivileges')), read_only=bool(host.get('ReadonlyRootfs')),
                          mask=not host.get('Privileged'), mounts=user_mounts, network_owned=net.attached,
                          netns_pid=net.netns_pid, seccomp=seccomp.for_caps(caps))

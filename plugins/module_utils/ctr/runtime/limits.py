@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
-from typing import Optional
 
 from ..errors import InvalidArgument
+from ..records import record
 
 PERIOD_US = 100000                  # CFS period for the cpus limit, as Docker uses
 MIN_MEMORY = 6 * 1024 * 1024        # Docker refuses less: "Minimum memory limit allowed is 6MB"
@@ -77,13 +76,13 @@ def parse_pids_limit(value):
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Resource limits of one container; None means no limit."""
 
-    memory: Optional[int] = None     # bytes
-    cpus: Optional[float] = None     # CPUs (quota / period)
-    pids: Optional[int] = None       # processes
+    memory: int | None = None     # bytes
+    cpus: float | None = None     # CPUs (quota / period)
+    pids: int | None = None       # processes
 
     def __post_init__(self):
         if self.memory is not None:

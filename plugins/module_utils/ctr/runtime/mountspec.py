@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Tuple
 
 from .. import libc
 from ..errors import InvalidArgument
+from ..records import record
 
 BIND, TMPFS, VOLUME = 'bind', 'tmpfs', 'volume'
 DEFAULT_PROPAGATION = 'rprivate'
@@ -71,7 +70,7 @@ _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 
 _MOUNT_KEYS = ('type', 'source', 'target', 'read_only', 'propagation', 'tmpfs_size', 'tmpfs_mode', 'no_copy')
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountSpec:
     """One bind, tmpfs or volume mount of a container, normalised (equal specs mean the same mount)."""
 
@@ -80,7 +79,7 @@ class MountSpec:
     target: str                     # absolute, normalised path in the container
     read_only: bool = False
     propagation: str = DEFAULT_PROPAGATION
-    options: Tuple[str, ...] = ()   # tmpfs: Docker's --tmpfs options but ro/rw ('size=64m', 'mode=1777', 'exec')
+    options: tuple[str, ...] = ()   # tmpfs: Docker's --tmpfs options but ro/rw ('size=64m', 'mode=1777', 'exec')
     origin: str = ORIGIN_MOUNTS     # 'volumes', 'mounts' or 'tmpfs': the option and HostConfig field it lives in
     mode: str = ''                  # volumes: the mode field as given ('ro', 'ro,z'); Docker's inspect Mode
     no_copy: bool = False           # volume: no copy-up of the image's content into a new volume

@@ -19,11 +19,10 @@ make an upper dir unreadable as a plain diff (``redirect_dir``, ``metacopy``,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import List
 
 from .. import fsutil, libc
 from ..errors import CtrError, KernelError
+from ..records import record
 
 INIT_FILES = ('etc/hostname', 'etc/hosts', 'etc/resolv.conf')
 INIT_DIRS = ('proc', 'sys', 'dev')    # mount points made here, so an image without them gets no upper-dir entries
@@ -31,13 +30,13 @@ _MOUNT_DATA_MAX = 4095          # the kernel copies at most one page of mount op
 _OFF_FEATURES = ('redirect_dir', 'metacopy', 'index')
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RootfsPaths:
     init: str
     upper: str
     work: str
     merged: str
-    lower: List[str]            # top first, as overlayfs wants them: init, then image layers top to bottom
+    lower: list[str]            # top first, as overlayfs wants them: init, then image layers top to bottom
 
     def graph_driver(self):
         """Docker's ``GraphDriver`` of a container."""

@@ -28,15 +28,14 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
-from typing import NamedTuple, Optional, Tuple
 
 from .. import libc
 from ..errors import InvalidArgument, KernelError, NotFound, UnsafeContent
+from ..records import record
 from .caps import MAX_CAP_BITS, cap_name, caps_from_mask, caps_mask, kernel_last_cap
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CapState:
     """A process's capability sets as masks (``/proc/PID/status``) and its no_new_privs flag."""
 
@@ -45,7 +44,7 @@ class CapState:
     effective: int = 0
     bounding: int = 0
     ambient: int = 0
-    no_new_privs: Optional[bool] = None
+    no_new_privs: bool | None = None
 
     def names(self, which):
         """The names in one set: ``state.names('effective')``."""
@@ -384,7 +383,8 @@ MAX_ID = (1 << 31) - 1          # runc's range for uids and gids
 _NUMERIC = re.compile(r'[0-9]+\Z')
 
 
-class PasswdEntry(NamedTuple):
+@record(frozen=True)
+class PasswdEntry:
     name: str
     uid: int
     gid: int
@@ -393,18 +393,20 @@ class PasswdEntry(NamedTuple):
     shell: str
 
 
-class GroupEntry(NamedTuple):
+@record(frozen=True)
+class GroupEntry:
     name: str
     gid: int
-    members: Tuple[str, ...]
+    members: tuple[str, ...]
 
 
-class ExecUser(NamedTuple):
+@record(frozen=True)
+class ExecUser:
     """Who the container's process runs as; ``additional_gids`` goes to setgroups()."""
 
     uid: int
     gid: int
-    additional_gids: Tuple[int, ...]
+    additional_gids: tuple[int, ...]
     home: str
 
 

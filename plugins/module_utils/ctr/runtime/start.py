@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from dataclasses import dataclass, field
-from typing import List, Optional
 
 from .. import libc
 from ..errors import CtrError
+from ..records import field, record
 from . import mounts
 
 _NS_FLAGS = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC | libc.CLONE_NEWCGROUP
@@ -32,28 +31,28 @@ _DEV_LINKS = (('fd', '/proc/self/fd'), ('stdin', '/proc/self/fd/0'), ('stdout', 
               ('stderr', '/proc/self/fd/2'), ('ptmx', 'pts/ptmx'), ('core', '/proc/kcore'))
 
 
-@dataclass
+@record
 class StartPlan:
     """Everything the start sequence needs; built by the runtime before the monitor forks."""
 
     rootfs: str                     # the mounted overlay (merged dir)
-    argv: List[str]
-    env: List[str]
+    argv: list[str]
+    env: list[str]
     cwd: str = '/'
     hostname: str = ''
     network: str = 'none'           # 'none' (own netns, lo up), 'host', or 'join' (the namespace ``netns``)
     netns: str = ''                 # 'join': a held namespace (bridge networks) or another container's
     network_owned: bool = False     # the monitor detaches the container's networks when it is done for good
-    netns_pid: Optional[tuple] = None   # (pid, start time) when netns is /proc/PID/ns/net: that process, still
+    netns_pid: tuple | None = None   # (pid, start time) when netns is /proc/PID/ns/net: that process, still
     uid: int = 0
     gid: int = 0
-    groups: List[int] = field(default_factory=list)
-    caps: Optional[List[int]] = None        # None: keep all (privileged)
+    groups: list[int] = field(default_factory=list)
+    caps: list[int] | None = None        # None: keep all (privileged)
     no_new_privs: bool = False      # Docker's default; --security-opt no-new-privileges sets it
     read_only: bool = False
     mask: bool = True               # runc's masked and read-only paths (off for privileged)
     mounts: list = field(default_factory=list)     # mountspec.MountSpec: binds and tmpfs, mounted before pivot_root
-    seccomp: Optional[bytes] = None     # the filter (runtime.seccomp.program), made on the host side; none when
+    seccomp: bytes | None = None     # the filter (runtime.seccomp.program), made on the host side; none when
     #                                     privileged. Nothing may be imported here after pivot_root
 
 
