@@ -16,7 +16,8 @@ default_python() {
 
 # bench_work NAME: $PYTHON resolved to the interpreter itself (a pyenv shim is a bash script that
 # costs ~90 ms a call); $work, a temp dir, and $store in it; the repo's engine for `python3 -m ctr`,
-# with bytecode caches as on any host (some shells set PYTHONDONTWRITEBYTECODE), kept in $work
+# with bytecode caches as on any host (some shells set PYTHONDONTWRITEBYTECODE), kept in $work, as is
+# the cache of the engine's code that the Ansible modules keep
 bench_work() {
     PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
     work=$(mktemp -d "${TMPDIR:-/var/tmp}/ctr-bench-$1.XXXXXX")
@@ -24,6 +25,7 @@ bench_work() {
     export PYTHONPATH=$repo/plugins/module_utils
     unset PYTHONDONTWRITEBYTECODE
     export PYTHONPYCACHEPREFIX=$work/pycache
+    export CTR_PYCACHE=$work/ctr-pycache     # the modules' compiled engine (see bytecode_cache.py)
 }
 
 ctr() { "$PYTHON" -m ctr --root "$store" "$@"; }

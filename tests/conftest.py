@@ -33,6 +33,7 @@ if str(helpers.MODULE_UTILS) not in sys.path:
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix='ctr-tests-'))
 COLLECTIONS_ROOT = helpers.make_collection_tree(SESSION_DIR / 'collections')
+PYCACHE_DIR = SESSION_DIR / 'ctr-pycache'      # bytecode_cache's directory for every playbook run
 if str(COLLECTIONS_ROOT) not in sys.path:
     sys.path.append(str(COLLECTIONS_ROOT))
 
@@ -140,6 +141,12 @@ class PlaybookRun:
 
 
 @pytest.fixture
+def pycache_dir():
+    """Where the modules run by run_playbook keep the engine's compiled code (``$CTR_PYCACHE``)."""
+    return PYCACHE_DIR
+
+
+@pytest.fixture
 def run_playbook(tmp_path):
     """Run a playbook text against localhost (connection local, this Python) and parse its results.
 
@@ -176,6 +183,7 @@ def run_playbook(tmp_path):
             'ANSIBLE_RETRY_FILES_ENABLED': '0',
             'ANSIBLE_LOCAL_TEMP': str(workdir / 'ansible-local'),
             'ANSIBLE_REMOTE_TEMP': str(workdir / 'ansible-remote'),
+            'CTR_PYCACHE': str(PYCACHE_DIR),    # the engine's code, compiled once per session
             'LC_ALL': 'C.UTF-8',
         })
         proc = subprocess.run(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True,

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.errors import CtrError
+from ansible_collections.daemonless.ctr.plugins.module_utils import bytecode_cache
+
+bytecode_cache.install()    # before the engine's first import: see bytecode_cache
+
+from ansible_collections.daemonless.ctr.plugins.module_utils.ctr.errors import CtrError  # noqa: E402
 
 ROOT_OPTION = dict(type='path', default='/var/lib/ctr', fallback=(env_fallback, ['CTR_ROOT']))
 

@@ -61,3 +61,24 @@ def test_playbook_with_module_defaults_check_and_diff(run_playbook, store_root, 
     repeat = run_playbook(play)
     assert repeat.rc == 0 and not repeat.task('import')['changed'] and not repeat.task('save')['changed']
     assert repeat.task('info')['images'][0]['Id'] == image['Id']
+
+
+def test_modules_load_the_engine_compiled_once(run_playbook, store_root, pycache_dir):
+    """AnsiballZ imports the engine from a zip, where Python writes no .pyc: bytecode_cache keeps the
+    compiled code in $CTR_PYCACHE (the session's, in these tests), so a second run compiles nothing."""
+    play = '''
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: info
+      daemonless.ctr.ctr_image_info:
+        root: {root}
+'''.format(root=store_root)
+    cache = pycache_dir
+    first = run_playbook(play)
+    assert first.rc == 0 and first.task('info')['images'] == []
+    entries = sorted(os.listdir(cache))
+    assert len(entries) >= 5        # the engine modules ctr_image_info imports, at least
+    assert all(os.stat(cache / e).st_mode & 0o077 == 0 for e in entries)
+    second = run_playbook(play)
+    assert second.rc == 0 and sorted(os.listdir(cache)) == entries

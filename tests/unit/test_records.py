@@ -57,7 +57,7 @@ def test_fields_defaults_and_factories():
 
 
 @pytest.mark.parametrize('call', [
-    lambda: Point(),                            # missing x
+    Point,                                      # missing x
     lambda: Point(1, 2, (), 4),                 # too many
     lambda: Point(1, x=2),                      # twice
     lambda: Point(1, z=3),                      # unknown
