@@ -1,6 +1,7 @@
 # Copyright (c) daemonless.ctr contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ctr.records: the engine's records behave as the dataclasses they replace."""
+"""ctr.records and ctr.regex: the engine's records behave as the dataclasses they replace, its lazy
+patterns as compiled ones."""
 
 from __future__ import annotations
 
@@ -148,3 +149,21 @@ def test_engine_imports_neither_dataclasses_nor_typing():
     out = subprocess.run([sys.executable, '-c', code], env=env, check=True, stdout=subprocess.PIPE,
                          universal_newlines=True).stdout
     assert out.strip() == '[]'
+
+
+def test_lazy_patterns_compile_at_first_use_and_behave_as_compiled_ones():
+    from ctr import regex
+    pat = regex.lazy(r'([a-z]+)-(\d+)', 0)
+    assert 'match' not in vars(pat)                  # nothing compiled at definition
+    m = pat.match('abc-12')
+    assert m.groups() == ('abc', '12') and 'match' in vars(pat)
+    assert pat.fullmatch('abc-12x') is None and pat.search('x abc-1').group(1) == 'abc'
+    assert pat.sub(r'\2', 'a-1 b-2') == '1 2' and pat.findall('a-1 b-2') == [('a', '1'), ('b', '2')]
+    assert pat.pattern == r'([a-z]+)-(\d+)' and pat.groups == 2
+    with pytest.raises(AttributeError):
+        pat.nonexistent                 # pylint: disable=pointless-statement
+    import re
+    assert regex.lazy('a.b', re.DOTALL).match('a\nb')
+    bad = regex.lazy('(')
+    with pytest.raises(re.error):
+        bad.match('x')

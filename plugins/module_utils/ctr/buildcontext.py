@@ -31,11 +31,12 @@ import time
 from . import fsutil
 from .errors import Conflict, InvalidArgument, KernelError, NotFound
 from .records import record
+from .regex import lazy
 
 CHUNK = 1 << 20
 RACY_NS = 2 * 10 ** 9          # a file changed this recently is hashed but not remembered in the cache
 CACHE_MAX = 200000             # cache entries kept beyond the ones this context used
-_TOKEN = re.compile(r'\\.|([*?[])', re.DOTALL)
+_TOKEN = lazy(r'\\.|([*?[])', re.DOTALL)
 _KINDS = {stat.S_IFREG: 'file', stat.S_IFDIR: 'dir', stat.S_IFLNK: 'symlink'}
 
 

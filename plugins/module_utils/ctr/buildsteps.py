@@ -21,10 +21,11 @@ import time
 from . import dockerfile
 from .dockerfile import DEFAULT_SHELL, Instruction
 from .errors import CtrError, InvalidArgument
+from .regex import lazy
 
 NOP = '/bin/sh -c #(nop) '
 LAYER_COMPRESSION = 'gzip'
-_HEREDOC = re.compile(r'^<<(-?)(["\']?)([A-Za-z0-9_.-]+)\2$')
+_HEREDOC = lazy(r'^<<(-?)(["\']?)([A-Za-z0-9_.-]+)\2$')
 
 
 def run(builder, state, cmd):

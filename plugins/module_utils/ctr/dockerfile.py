@@ -16,11 +16,12 @@ import signal
 
 from .errors import InvalidArgument
 from .records import record
+from .regex import lazy
 
 METADATA_INSTRUCTIONS = ('CMD', 'ENTRYPOINT', 'ENV', 'EXPOSE', 'WORKDIR', 'USER', 'LABEL', 'VOLUME',
                          'STOPSIGNAL', 'ONBUILD')
 DEFAULT_SHELL = ['/bin/sh', '-c']
-_PORT_RE = re.compile(r'^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$', re.IGNORECASE)
+_PORT_RE = lazy(r'^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$', re.IGNORECASE)
 
 
 @record(frozen=True)

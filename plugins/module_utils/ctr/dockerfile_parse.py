@@ -16,6 +16,7 @@ import re
 
 from .errors import InvalidArgument
 from .records import record
+from .regex import lazy
 from .shellwords import expand_word, expand_words, process, split_raw_words
 
 __all__ = ('KEYWORDS', 'FLAGS', 'DockerfileError', 'Heredoc', 'Command', 'Stage', 'Dockerfile', 'parse',
@@ -35,12 +36,12 @@ FLAGS = {
 }
 _JSON_KEYWORDS = ('RUN', 'CMD', 'ENTRYPOINT', 'SHELL', 'COPY', 'ADD', 'VOLUME')
 _HEREDOC_KEYWORDS = ('RUN', 'COPY', 'ADD')
-_WS = re.compile(r'[\t\v\f\r ]+')
-_DIRECTIVE = re.compile(r'([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*')
-_HEREDOC = re.compile(r'([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)')
-_STAGE_NAME = re.compile(r'^[a-z][a-z0-9_.-]*\Z')
-_ARG_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*\Z')
-_DURATION = re.compile(r'([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)')
+_WS = lazy(r'[\t\v\f\r ]+')
+_DIRECTIVE = lazy(r'([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*')
+_HEREDOC = lazy(r'([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)')
+_STAGE_NAME = lazy(r'^[a-z][a-z0-9_.-]*\Z')
+_ARG_NAME = lazy(r'^[A-Za-z_][A-Za-z0-9_.-]*\Z')
+_DURATION = lazy(r'([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)')
 _UNIT_NS = {'ns': 1, 'us': 10 ** 3, '\u00b5s': 10 ** 3, '\u03bcs': 10 ** 3, 'ms': 10 ** 6, 's': 10 ** 9,
             'm': 60 * 10 ** 9, 'h': 3600 * 10 ** 9}
 

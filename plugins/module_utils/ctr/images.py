@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import time
 
 from . import mediatypes as mt
 from .errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from .records import field, record
 from .refs import Reference
+from .regex import lazy
 from .store import REF_NAME, Descriptor, Store
 from .timestamps import rfc3339
 
@@ -27,8 +27,8 @@ _GOARCH = {'x86_64': 'amd64', 'amd64': 'amd64', 'aarch64': 'arm64', 'arm64': 'ar
            'riscv64': 'riscv64', 'mips64': 'mips64le', 'loongarch64': 'loong64'}
 
 
-_HEX = re.compile(r'^[0-9a-f]{1,64}$')
-_FULL_ID = re.compile(r'^[0-9a-f]{64}$')
+_HEX = lazy(r'^[0-9a-f]{1,64}$')
+_FULL_ID = lazy(r'^[0-9a-f]{64}$')
 
 
 def host_platform():

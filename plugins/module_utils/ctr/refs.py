@@ -18,10 +18,10 @@ with ``[`` (an IPv6 address) or is ``localhost``; otherwise the registry is
 
 from __future__ import annotations
 
-import re
 
 from .errors import InvalidArgument
 from .records import record, replace
+from .regex import lazy
 
 DEFAULT_REGISTRY = 'docker.io'
 LEGACY_REGISTRY = 'index.docker.io'
@@ -33,15 +33,15 @@ TAG_MAX = 128
 # Hex length of each digest algorithm Docker can verify.
 DIGEST_HEX_LENGTHS = {'sha256': 64, 'sha384': 96, 'sha512': 128}
 
-_COMPONENT = re.compile(r'[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*')
-_TAG = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
+_COMPONENT = lazy(r'[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*')
+_TAG = lazy(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
 _DOMAIN_LABEL = r'(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
-_HOST = re.compile(
+_HOST = lazy(
     r'(?:%s(?:\.%s)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?' % (_DOMAIN_LABEL, _DOMAIN_LABEL))
-_ALGORITHM = re.compile(r'[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*')
-_LOWER_HEX = re.compile(r'[a-f0-9]+')
-_FULL_ID = re.compile(r'[a-f0-9]{64}')
-_ID = re.compile(r'(?:sha256:[a-f0-9]{64}|[a-f0-9]{12,64})')
+_ALGORITHM = lazy(r'[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*')
+_LOWER_HEX = lazy(r'[a-f0-9]+')
+_FULL_ID = lazy(r'[a-f0-9]{64}')
+_ID = lazy(r'(?:sha256:[a-f0-9]{64}|[a-f0-9]{12,64})')
 
 
 def _show(text):

@@ -27,12 +27,12 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 
 from . import fsutil
 from . import mediatypes as mt
 from .errors import CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from .records import field, record
+from .regex import lazy
 
 REF_NAME = 'org.opencontainers.image.ref.name'
 CHUNK = 1 << 20
@@ -45,7 +45,7 @@ def digest_hex(digest):
     return hexpart
 
 
-_DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
+_DIGEST_RE = lazy(r'^sha256:[0-9a-f]{64}$')
 
 
 def check_digest(value, what):

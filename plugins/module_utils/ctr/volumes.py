@@ -21,16 +21,16 @@ volume a container record refers to is in use: removing it needs ``force``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 
 from . import fsutil, libc
 from .errors import Conflict, CorruptContent, InvalidArgument, KernelError, NotFound
+from .regex import lazy
 from .timestamps import now
 
 DRIVERS = ('local',)
-NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]+\Z')
+NAME_RE = lazy(r'[A-Za-z0-9][A-Za-z0-9_.-]+\Z')
 _OPTION_KEYS = ('type', 'o', 'device')
 _TMPFS_KEYS = ('size', 'mode', 'uid', 'gid', 'nr_inodes', 'nr_blocks')
 

@@ -28,6 +28,7 @@ import time
 from .. import fsutil
 from ..fsutil import DEFAULT_ROOT
 from ..errors import Conflict, CorruptContent, InvalidArgument, NotFound
+from ..regex import lazy
 
 DEFAULT_NETWORK = 'ctr'
 DEFAULT_BRIDGE = 'ctr0'
@@ -35,8 +36,8 @@ DRIVERS = ('bridge',)
 OPT_BRIDGE = 'com.docker.network.bridge.name'
 OPT_MTU = 'com.docker.network.driver.mtu'
 _OPTION_ALIASES = {'bridge_name': OPT_BRIDGE, 'mtu': OPT_MTU, OPT_BRIDGE: OPT_BRIDGE, OPT_MTU: OPT_MTU}
-_NAME_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z')
-_IFNAME_RE = re.compile(r'[A-Za-z0-9_.-]{1,15}\Z')
+_NAME_RE = lazy(r'[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z')
+_IFNAME_RE = lazy(r'[A-Za-z0-9_.-]{1,15}\Z')
 RESERVED_NAMES = ('host', 'none', 'bridge', 'default')
 
 

@@ -13,14 +13,14 @@ so that an unchanged task compares equal and a changed option is a difference.
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from ..errors import InvalidArgument, NotFound
+from ..regex import lazy
 from . import ports as portspec
 from .networks import DEFAULT_NETWORK, NetworkStore, validate_name
 
 BRIDGE, HOST, NONE, CONTAINER = 'bridge', 'host', 'none', 'container:'
-_HOSTNAME = re.compile(r'[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z')
+_HOSTNAME = lazy(r'[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\Z')
 _NETWORK_KEYS = ('name', 'ipv4_address', 'aliases')
 
 

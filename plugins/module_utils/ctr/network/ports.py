@@ -19,14 +19,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import re
 import socket
 
 from ..errors import Conflict, InvalidArgument
+from ..regex import lazy
 
 PROTOCOLS = ('tcp', 'udp')
-_SPEC = re.compile(r'^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):)?'
-                   r'(?:(?P<host>(?:\d+(?:-\d+)?)?):)?(?P<ctr>\d+(?:-\d+)?)(?:/(?P<proto>[a-zA-Z]+))?$')
+_SPEC = lazy(r'^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):)?'
+             r'(?:(?P<host>(?:\d+(?:-\d+)?)?):)?(?P<ctr>\d+(?:-\d+)?)(?:/(?P<proto>[a-zA-Z]+))?$')
 
 
 class PortBinding:

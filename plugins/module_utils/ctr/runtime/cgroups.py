@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import time
 
 from ..errors import CtrError, KernelError
 from ..fsutil import unescape_mountinfo
 from ..records import record
+from ..regex import lazy
 from .limits import PERIOD_US, Limits, invalid as _invalid, quota as _quota
 
 DEFAULT_PARENT = 'ctr'
@@ -57,7 +57,7 @@ MAKE_ATTEMPTS = 10                  # a concurrent destroy may remove an empty p
 # v1 super options that are not controller names.
 _V1_OPTIONS = frozenset(('rw', 'ro', 'noprefix', 'xattr', 'clone_children', 'cpuset_v2_mode',
                          'favordynmods', 'all', 'none'))
-_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,254}')
+_NAME = lazy(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,254}')
 
 
 # -- layout ----------------------------------------------------------------------------------------

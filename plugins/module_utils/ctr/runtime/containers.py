@@ -25,10 +25,11 @@ from .. import fsutil
 from ..errors import Conflict, CorruptContent, CtrError, InvalidArgument, KernelError, NotFound
 from ..fsutil import resolve_root
 from ..records import asdict, field, field_names, record
+from ..regex import lazy
 from ..timestamps import rfc3339
 
-_NAME_RE = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_.-]*$')
-_ID_RE = re.compile(r'^[0-9a-f]{64}$')
+_NAME_RE = lazy(r'^[a-zA-Z0-9][a-zA-Z0-9_.-]*$')
+_ID_RE = lazy(r'^[0-9a-f]{64}$')
 STATUSES = ('created', 'running', 'paused', 'restarting', 'exited', 'dead')
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 
 from .. import fsutil
 from ..errors import Conflict, CtrError, InvalidArgument, KernelError, NotFound
+from ..regex import lazy
 from .caps import effective_caps, normalize_caps
 from .containers import Container, ContainerStore, State, new_id, now, validate_name
 from .procs import parent_of, process_start_time
@@ -552,8 +552,8 @@ class _NetworkStart:
         self.netns_pid = None           # (pid, start time) when ``netns`` is a process's /proc/PID/ns/net
 
 
-_HOSTNAME_RE = re.compile(r'(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?'
-                          r'(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\Z')
+_HOSTNAME_RE = lazy(r'(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?'
+                    r'(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\Z')
 
 
 def _cap_names(names, option):

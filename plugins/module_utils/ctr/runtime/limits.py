@@ -14,6 +14,7 @@ import re
 
 from ..errors import InvalidArgument
 from ..records import record
+from ..regex import lazy
 
 PERIOD_US = 100000                  # CFS period for the cpus limit, as Docker uses
 MIN_MEMORY = 6 * 1024 * 1024        # Docker refuses less: "Minimum memory limit allowed is 6MB"
@@ -21,8 +22,8 @@ MIN_CPUS = 0.01                     # a quota below 1 ms per period is refused b
 MAX_INT64 = (1 << 63) - 1
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 
-_MEMORY = re.compile(r'(\d{1,20})(?:\.(\d{1,20}))? ?(?:([kmgtp])i?)?b?', re.IGNORECASE)
-_CPUS = re.compile(r'\d+(?:\.\d*)?|\.\d+')
+_MEMORY = lazy(r'(\d{1,20})(?:\.(\d{1,20}))? ?(?:([kmgtp])i?)?b?', re.IGNORECASE)
+_CPUS = lazy(r'\d+(?:\.\d*)?|\.\d+')
 _UNITS = {None: 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 
 

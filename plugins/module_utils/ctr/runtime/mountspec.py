@@ -25,6 +25,7 @@ import re
 from .. import libc
 from ..errors import InvalidArgument
 from ..records import record
+from ..regex import lazy
 
 BIND, TMPFS, VOLUME = 'bind', 'tmpfs', 'volume'
 DEFAULT_PROPAGATION = 'rprivate'
@@ -41,7 +42,7 @@ _LABEL_MODES = ('z', 'Z')
 _COPY_MODES = ('nocopy',)
 _CONSISTENCY_MODES = ('consistent', 'cached', 'delegated', 'default')
 _MODE_GROUPS = (_RW_MODES, _LABEL_MODES, tuple(PROPAGATIONS), _COPY_MODES, _CONSISTENCY_MODES)
-_VOLUME_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]+\Z')
+_VOLUME_NAME = lazy(r'[A-Za-z0-9][A-Za-z0-9_.-]+\Z')
 # runc refuses mounts inside /proc but over these files (lxcfs and friends need them)
 PROC_ALLOWED = ('/proc/cpuinfo', '/proc/diskstats', '/proc/meminfo', '/proc/stat', '/proc/swaps', '/proc/uptime',
                 '/proc/loadavg', '/proc/slabinfo', '/proc/net/dev', '/proc/sys/kernel/ns_last_pid',
@@ -61,11 +62,11 @@ TMPFS_FLAGS = {
 }
 # --tmpfs data: name -> the value's pattern (what tmpfs(5) takes)
 _TMPFS_DATA = {
-    'size': re.compile(r'[0-9]+[kKmMgGtTpPeE%]?\Z'), 'nr_blocks': re.compile(r'[0-9]+[kKmMgGtTpPeE%]?\Z'),
-    'nr_inodes': re.compile(r'[0-9]+[kKmMgGtTpPeE%]?\Z'), 'mode': re.compile(r'[0-7]{1,4}\Z'),
-    'uid': re.compile(r'[0-9]+\Z'), 'gid': re.compile(r'[0-9]+\Z'),
+    'size': lazy(r'[0-9]+[kKmMgGtTpPeE%]?\Z'), 'nr_blocks': lazy(r'[0-9]+[kKmMgGtTpPeE%]?\Z'),
+    'nr_inodes': lazy(r'[0-9]+[kKmMgGtTpPeE%]?\Z'), 'mode': lazy(r'[0-7]{1,4}\Z'),
+    'uid': lazy(r'[0-9]+\Z'), 'gid': lazy(r'[0-9]+\Z'),
 }
-_RAM_SIZE = re.compile(r'([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?\Z')
+_RAM_SIZE = lazy(r'([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?\Z')
 _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 _MOUNT_KEYS = ('type', 'source', 'target', 'read_only', 'propagation', 'tmpfs_size', 'tmpfs_mode', 'no_copy')
 

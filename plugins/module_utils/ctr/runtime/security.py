@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 
 from .. import libc
 from ..errors import InvalidArgument, KernelError, NotFound, UnsafeContent
 from ..records import record
+from ..regex import lazy
 from .caps import MAX_CAP_BITS, cap_name, caps_from_mask, caps_mask, kernel_last_cap
 
 
@@ -380,7 +380,7 @@ def _mount(source, target, fstype, flags, shown):
 # -- users ------------------------------------------------------------------------------------------
 
 MAX_ID = (1 << 31) - 1          # runc's range for uids and gids
-_NUMERIC = re.compile(r'[0-9]+\Z')
+_NUMERIC = lazy(r'[0-9]+\Z')
 
 
 @record(frozen=True)
