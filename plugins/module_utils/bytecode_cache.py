@@ -12,15 +12,22 @@ host, by the SHA-256 of the interpreter's bytecode magic, the module's name and 
 compiled (then stored) only when it is not there. A module that comes from a directory (an
 installed collection, ``python3 -m ctr``) is left to Python's own ``__pycache__``.
 
-The cache is ``$CTR_PYCACHE`` when set (empty: no cache), else ``~/.cache/daemonless.ctr/pyc``.
-Code is loaded from it only when the directory and the file belong to the user running the
-module and nobody else can write them; anything unexpected (a missing home, a read-only disk,
-a file that does not unmarshal) falls back to compiling, as before. Entries not used for 30 days
-are removed when a new one is written.
+The cache is ``$CTR_PYCACHE`` when set (an absolute path; empty: no cache), else
+``.cache/daemonless.ctr/pyc`` in the home directory of the user the module runs as (from the
+password database: ``$HOME`` may be another user's, under ``sudo -E``). It is trusted only when
+every directory on the way, opened one by one without following links, belongs to root or to
+that user and nobody else can write it (a sticky directory such as ``/tmp`` excepted), and the
+cache directory itself is that user's alone; every later access goes through the descriptor of
+that directory, never through its path again. An entry is loaded only when it is a regular file
+of that user's that nobody else can write, and its bytes match the SHA-256 in its header.
+Anything unexpected (no home, a read-only disk, a damaged entry) falls back to compiling, as
+before. Entries (and only files named as entries) unused for 30 days are removed when a new one
+is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 import stat
@@ -33,40 +40,80 @@ from importlib.util import MAGIC_NUMBER, spec_from_file_location
 ENGINE = 'ansible_collections.daemonless.ctr.plugins.module_utils.ctr'
 _MAX_AGE = 30 * 86400       # seconds an entry may go unused before a write prunes it
 _TOUCH_AFTER = 86400        # an entry used is marked so (mtime) at most once a day
+_HEADER = b'ctr-pyc1'       # then the SHA-256 of the marshalled code, then the code
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_HEX = frozenset('0123456789abcdef')
 
 
 def default_dir():
-    """The cache directory: ``$CTR_PYCACHE`` (empty: none), else under the user's ``~/.cache``."""
+    """The cache directory: ``$CTR_PYCACHE`` (empty: none), else under the user's home's ``.cache``."""
     configured = os.environ.get('CTR_PYCACHE')
     if configured is not None:
         return configured or None
-    home = os.path.expanduser('~')
-    if not home or home == '~':
-        return None
-    return os.path.join(home, '.cache', 'daemonless.ctr', 'pyc')
-
-
-def _private(st):
-    """Owned by us and writable by nobody else."""
-    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _ready(directory):
-    """Make ``directory`` (0700) when missing; True when it is a private directory of ours."""
     try:
-        os.makedirs(directory, 0o700, exist_ok=True)
-        st = os.lstat(directory)
-    except OSError:
+        import pwd
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except (ImportError, KeyError):
+        return None
+    return os.path.join(home, '.cache', 'daemonless.ctr', 'pyc') if os.path.isabs(home) else None
+
+
+def _trusted(st, final):
+    """A directory of root's or ours that nobody else can write; the cache directory must be ours."""
+    uid = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, uid):
         return False
-    return stat.S_ISDIR(st.st_mode) and _private(st)
+    others_write = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if final:
+        return st.st_uid == uid and not others_write
+    return not others_write or bool(st.st_mode & stat.S_ISVTX)
+
+
+def open_dir(path):
+    """A descriptor of the cache directory ``path``, made (0700) where missing, every component
+    opened without following links and checked (:func:`_trusted`); None when that fails."""
+    if not path or not os.path.isabs(path):
+        return None
+    parts = [part for part in path.split('/') if part not in ('', '.')]
+    if '..' in parts or not parts:
+        return None
+    fd = None
+    try:
+        fd = os.open('/', _DIR_FLAGS)
+        if not _trusted(os.fstat(fd), False):
+            raise OSError('untrusted /')
+        for i, part in enumerate(parts):
+            try:
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            if not _trusted(os.fstat(fd), i == len(parts) - 1):
+                raise OSError('untrusted %s' % part)
+        return fd
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        return None
+
+
+def _is_entry(name):
+    """A name this cache writes: 64 hex digits, or that plus ``.PID.tmp`` while being written."""
+    key, dot, rest = name.partition('.')
+    return len(key) == 64 and set(key) <= _HEX and (not dot or rest.endswith('.tmp'))
 
 
 class _CachingLoader:
     """Loads one engine module from the zip: its source from the archive, its code from the cache."""
 
-    def __init__(self, importer, directory, source):
+    def __init__(self, importer, cache, source):
         self._importer = importer
-        self._directory = directory
+        self._cache = cache
         self._source = source
 
     def create_module(self, spec):
@@ -74,81 +121,108 @@ class _CachingLoader:
 
     def exec_module(self, module):
         spec = module.__spec__
-        code = self._code(spec.name, spec.origin, self._source)
+        code = self._cache.code(spec.name, spec.origin, self._source)
         exec(code, module.__dict__)  # pylint: disable=exec-used
 
-    # linecache and tracebacks ask the module's loader for its source
-    def get_source(self, name):
-        return self._importer.get_source(name)
+    # get_source (linecache, tracebacks), is_package, get_data, get_resource_reader, ...: the zip's
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return getattr(self._importer, name)
 
-    def is_package(self, name):
-        return self._importer.is_package(name)
 
-    def _code(self, name, origin, source):
-        import hashlib
-        key = hashlib.sha256(MAGIC_NUMBER + name.encode() + b'\0' + source).hexdigest()
-        path = os.path.join(self._directory, key)
-        code = _load(path)
+class _Cache:
+    """The entries in one trusted directory, always reached through its descriptor."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def code(self, name, origin, source):
+        key = hashlib.sha256(MAGIC_NUMBER + b'%d\0' % sys.flags.optimize + name.encode() + b'\0'
+                             + source).hexdigest()
+        code = self._load(key)
         if code is None:
             code = compile(source, origin, 'exec', dont_inherit=True)
-            _store(self._directory, path, code)
+            self._store(key, code)
+        else:
+            _fix_filename(code, origin)
         return code
 
-
-def _load(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not _private(st):
+    def _load(self, key):
+        try:
+            fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError:
             return None
-        with os.fdopen(os.dup(fd), 'rb') as f:
-            data = f.read()
-        if time.time() - st.st_mtime > _TOUCH_AFTER:
-            os.utime(fd)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        code = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    return code if isinstance(code, type(_load.__code__)) else None
-
-
-def _store(directory, path, code):
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(marshal.dumps(code))
-        os.rename(tmp, path)
-    except OSError:
         try:
-            os.unlink(tmp)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() \
+                    or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return None
+            with os.fdopen(os.dup(fd), 'rb') as f:
+                data = f.read()
+            if time.time() - st.st_mtime > _TOUCH_AFTER:
+                try:
+                    os.utime(fd)
+                except OSError:
+                    pass
         except OSError:
-            pass
-        return
-    _prune(directory)
-
-
-def _prune(directory):
-    """Remove entries unused for :data:`_MAX_AGE` (left by older versions of the collection)."""
-    now = time.time()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        entry = os.path.join(directory, name)
+            return None
+        finally:
+            os.close(fd)
+        start = len(_HEADER) + 32
+        if data[:len(_HEADER)] != _HEADER or hashlib.sha256(data[start:]).digest() != data[len(_HEADER):start]:
+            return None
         try:
-            if now - os.lstat(entry).st_mtime > _MAX_AGE:
-                os.unlink(entry)
+            code = marshal.loads(data[start:])
+        except (EOFError, ValueError, TypeError):
+            return None
+        return code if isinstance(code, type(_fix_filename.__code__)) else None
+
+    def _store(self, key, code):
+        payload = marshal.dumps(code)
+        tmp = '%s.%d.tmp' % (key, os.getpid())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self.fd)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(_HEADER + hashlib.sha256(payload).digest() + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, key, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except OSError:
-            pass
+            try:
+                os.unlink(tmp, dir_fd=self.fd)
+            except OSError:
+                pass
+            return
+        self._prune()
+
+    def _prune(self):
+        """Remove entries unused for :data:`_MAX_AGE` (left by older versions of the collection)."""
+        now = time.time()
+        try:
+            names = os.listdir(self.fd)
+        except OSError:
+            return
+        for name in names:
+            if not _is_entry(name):
+                continue
+            try:
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and now - st.st_mtime > _MAX_AGE:
+                    os.unlink(name, dir_fd=self.fd)
+            except OSError:
+                pass
+
+
+def _fix_filename(code, origin):
+    """Point the code (and its functions') file name at this run's zip, as importlib does for a
+    .pyc: the zip's temp directory differs from run to run."""
+    try:
+        import _imp
+        _imp._fix_co_filename(code, origin)  # pylint: disable=protected-access
+    except (ImportError, AttributeError):
+        pass
 
 
 class _Finder:
@@ -158,7 +232,8 @@ class _Finder:
 
     def __init__(self, directory):
         self.directory = directory
-        self._usable = None         # checked (and made) at the first module found in a zip
+        self._cache = None          # opened (and checked) at the first module found in a zip
+        self._tried = False
 
     def find_spec(self, name, path=None, target=None):
         if not path or not name.startswith(ENGINE + '.') and name != ENGINE:
@@ -174,14 +249,16 @@ class _Finder:
                     source = importer.get_data(member)
                 except OSError:
                     continue
-                if self._usable is None:
-                    self._usable = _ready(self.directory)
-                if not self._usable:
+                if not self._tried:
+                    self._tried = True
+                    fd = open_dir(self.directory)
+                    self._cache = _Cache(fd) if fd is not None else None
+                if self._cache is None:
                     return None
                 location = os.path.join(importer.archive, inner)
                 return spec_from_file_location(
                     name, os.path.join(importer.archive, member),
-                    loader=_CachingLoader(importer, self.directory, source),
+                    loader=_CachingLoader(importer, self._cache, source),
                     submodule_search_locations=[location] if package else None)
         return None
 

@@ -45,6 +45,7 @@ try:
 except RuntimeError:
     shown = traceback.format_exc()
 print(json.dumps({"compiled": sorted(compiled), "value": a.VALUE, "file": a.__file__,
+                  "code_file": c.boom.__code__.co_filename,
                   "loader": type(a.__loader__).__name__, "traceback": shown}))
 '''
 
@@ -89,9 +90,13 @@ def test_first_import_compiles_and_stores_then_loads_from_the_cache(tmp_path):
     assert len(entries) == 5
     assert all(stat.S_IMODE(os.stat(cache / e).st_mode) == 0o600 for e in entries)
 
-    second = run(zip_path, cache)
+    moved = tmp_path / 'elsewhere.zip'            # AnsiballZ's zip is in a new temp dir every run
+    os.rename(zip_path, moved)
+    second = run(moved, cache)
     assert second['compiled'] == [] and second['value'] == 41
     assert sorted(os.listdir(cache)) == entries
+    # code from the cache names this run's zip, as a .pyc's code names its source
+    assert second['code_file'] == '%s/%s/ctr/sub/c.py' % (moved, PKG)
     # the source is still there for tracebacks
     assert 'raise RuntimeError("boom from c")  # the line a traceback shows' in second['traceback']
 
@@ -110,8 +115,11 @@ def test_entries_others_could_write_or_that_do_not_unmarshal_are_not_loaded(tmp_
     entries = sorted(os.listdir(cache))
     os.chmod(cache / entries[0], 0o666)
     (cache / entries[1]).write_bytes(b'not marshal data')
+    damaged = bytearray((cache / entries[2]).read_bytes())
+    damaged[-5] ^= 0xff                                   # a torn block: the header's SHA-256 no longer matches
+    (cache / entries[2]).write_bytes(bytes(damaged))
     out = run(zip_path, cache)
-    assert len(out['compiled']) == 2 and out['value'] == 41
+    assert len(out['compiled']) == 3 and out['value'] == 41
 
 
 def test_a_directory_others_can_write_is_not_used(tmp_path):
@@ -123,32 +131,69 @@ def test_a_directory_others_can_write_is_not_used(tmp_path):
 
 
 def test_ctr_pycache_empty_turns_it_off(tmp_path):
-    out = run(make_zip(tmp_path / 'payload.zip'), env={'CTR_PYCACHE': '', 'HOME': str(tmp_path)})
+    out = run(make_zip(tmp_path / 'payload.zip'), env={'CTR_PYCACHE': ''})
     assert each(out['compiled']) == ALL and out['loader'] != '_CachingLoader'
-    assert not (tmp_path / '.cache').exists()
 
 
-def test_default_directory_is_under_the_users_cache(tmp_path):
-    env = {'HOME': str(tmp_path)}
-    env_without = dict(os.environ, **env)
-    env_without.pop('CTR_PYCACHE', None)
-    proc = subprocess.run([sys.executable, '-I', '-c', SCRIPT, str(make_zip(tmp_path / 'payload.zip'))],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          env=env_without, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert len(os.listdir(tmp_path / '.cache/daemonless.ctr/pyc')) == 5
+def test_a_relative_cache_path_is_not_used(tmp_path):
+    out = run(make_zip(tmp_path / 'payload.zip'), 'relative/pyc')
+    assert each(out['compiled']) == ALL and out['loader'] != '_CachingLoader'
+
+
+def test_a_cache_path_through_a_symbolic_link_is_not_used(tmp_path):
+    (tmp_path / 'real').mkdir(mode=0o700)
+    os.symlink(tmp_path / 'real', tmp_path / 'link')
+    out = run(make_zip(tmp_path / 'payload.zip'), tmp_path / 'link' / 'pyc')
+    assert each(out['compiled']) == ALL and out['loader'] != '_CachingLoader'
+    assert not (tmp_path / 'real' / 'pyc').exists()
+
+
+def test_default_directory_is_in_the_users_home_from_the_password_database(tmp_path):
+    """Not $HOME: under sudo -E it may be another user's, whose directories root would then fill."""
+    code = ('import sys; sys.path.insert(0, sys.argv[1]); import bytecode_cache, pwd, os; '
+            'print(bytecode_cache.default_dir() == os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, '
+            '".cache", "daemonless.ctr", "pyc"))')
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop('CTR_PYCACHE', None)
+    out = subprocess.run([sys.executable, '-I', '-c', code, str(REPO / 'plugins/module_utils')], env=env,
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    assert out.strip() == 'True'
+
+
+def test_the_cache_is_reached_through_its_descriptor_not_its_path_again(tmp_path):
+    """Once open, a directory swapped for a link elsewhere neither receives entries nor loses files."""
+    sys.path.insert(0, str(REPO / 'plugins/module_utils'))
+    try:
+        import bytecode_cache  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(str(REPO / 'plugins/module_utils'))
+    cache_dir, victim = tmp_path / 'pyc', tmp_path / 'victim'
+    victim.mkdir()
+    (victim / ('a' * 64)).write_bytes(b'keep me')
+    os.utime(victim / ('a' * 64), (0, 0))
+    fd = bytecode_cache.open_dir(str(cache_dir))
+    assert fd is not None
+    try:
+        os.rename(cache_dir, tmp_path / 'pyc-moved')
+        os.symlink(victim, cache_dir)
+        code = bytecode_cache._Cache(fd).code('m', '/x/m.py', b'X = 1\n')  # pylint: disable=protected-access
+        assert code.co_filename == '/x/m.py'
+    finally:
+        os.close(fd)
+    assert os.listdir(victim) == ['a' * 64] and len(os.listdir(tmp_path / 'pyc-moved')) == 1
 
 
 def test_old_entries_are_pruned_when_a_new_one_is_written(tmp_path):
     cache = tmp_path / 'pyc'
     cache.mkdir(mode=0o700)
-    old, recent = cache / ('0' * 64), cache / ('1' * 64)
-    old.write_bytes(b'x')
-    recent.write_bytes(b'y')
+    old, recent, other = cache / ('0' * 64), cache / ('1' * 64), cache / 'notes.txt'
+    for path in (old, recent, other):
+        path.write_bytes(b'x')
     forty_days_ago = time.time() - 40 * 86400
     os.utime(old, (forty_days_ago, forty_days_ago))
+    os.utime(other, (forty_days_ago, forty_days_ago))
     run(make_zip(tmp_path / 'payload.zip'), cache)
-    assert not old.exists() and recent.exists()
+    assert not old.exists() and recent.exists() and other.exists()    # only what the cache names
 
 
 def test_the_engine_outside_a_zip_is_left_to_python(tmp_path):

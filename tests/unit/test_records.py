@@ -138,6 +138,21 @@ def test_definition_errors():
             a: list = []
     with pytest.raises(TypeError):
         field(default_factory=3)
+    with pytest.raises(TypeError):
+        @record
+        class Derived(Point):   # pylint: disable=unused-variable
+            z: int = 0
+    with pytest.raises(TypeError):
+        @record
+        class OwnInit:          # pylint: disable=unused-variable
+            a: int
+
+            def __init__(self):
+                self.a = 1
+    with pytest.raises(TypeError):
+        @record
+        class NoFields:         # pylint: disable=unused-variable
+            pass
 
 
 def test_engine_imports_neither_dataclasses_nor_typing():

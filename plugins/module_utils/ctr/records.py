@@ -20,6 +20,8 @@ and never evaluated: they document, they do not convert.
 
 from __future__ import absolute_import, annotations, division, print_function
 
+import sys
+
 __metaclass__ = type
 
 _FIELDS = '__record_fields__'
@@ -155,7 +157,15 @@ def _lazy_init(cls, names, defaults, frozen):
 
 
 def _process(cls, frozen):
-    annotations = cls.__dict__.get('__annotations__', {})
+    if any(hasattr(base, _FIELDS) for base in cls.__mro__[1:]):
+        raise TypeError('%s: a record cannot derive from a record (its fields would be lost)' % cls.__name__)
+    if '__init__' in cls.__dict__:
+        raise TypeError('%s: a record makes its own __init__ (use __post_init__)' % cls.__name__)
+    annotations = cls.__dict__.get('__annotations__')
+    if annotations is None and sys.version_info >= (3, 10):
+        annotations = cls.__annotations__       # the class's own (3.14 evaluates them lazily)
+    if not annotations:
+        raise TypeError('%s: a record needs annotated fields' % cls.__name__)
     names = tuple(name for name in annotations
                   if not str(annotations[name]).startswith(('ClassVar', 'typing.ClassVar')))
     defaults = {}
