@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import os
 import time
@@ -38,7 +37,7 @@ from . import mediatypes as mt
 from .errors import CtrError, InvalidArgument
 from .images import host_platform, source_date_epoch
 from .records import field, record
-from .store import Descriptor
+from .store import Descriptor, sha256
 from .timestamps import rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
@@ -471,7 +470,7 @@ class Builder:
 
 def _key(parent, *parts):
     data = json.dumps([parent] + list(parts), sort_keys=True, separators=(',', ':')).encode('utf-8')
-    return 'sha256:' + hashlib.sha256(data).hexdigest()
+    return 'sha256:' + sha256(data).hexdigest()
 
 
 __all__ = ['BuildOptions', 'BuildResult', 'Builder', 'NETWORKS', 'StageState']

@@ -20,7 +20,6 @@ inside the context only. Fifos, sockets and devices are entries of kind ``other`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -32,6 +31,7 @@ from . import fsutil
 from .errors import Conflict, InvalidArgument, KernelError, NotFound
 from .records import record
 from .regex import lazy
+from .store import sha256
 
 CHUNK = 1 << 20
 RACY_NS = 2 * 10 ** 9          # a file changed this recently is hashed but not remembered in the cache
@@ -493,7 +493,7 @@ class BuildContext:
         (or the ``chown``/``chmod`` strings given), symlink targets and file bytes; never times or inodes,
         nor the metadata of a top that is a directory (COPY copies its contents, not it)."""
         tops = [entries_or_tops] if isinstance(entries_or_tops, Entry) else list(entries_or_tops)
-        h = hashlib.sha256(b'ctr-buildcontext-digest-v1\n')
+        h = sha256(b'ctr-buildcontext-digest-v1\n')
         for top in tops:
             h.update(_record(['top', top.rel]))
             for entry, sub, st in self._walk(top):
@@ -556,7 +556,7 @@ def hash_file(path, st):
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise KernelError.from_oserror('open', path, exc)
-    h, buf = hashlib.sha256(), bytearray(CHUNK)
+    h, buf = sha256(bulk=True), bytearray(CHUNK)
     view = memoryview(buf)
     with os.fdopen(fd, 'rb', buffering=0) as f:
         now = os.fstat(f.fileno())

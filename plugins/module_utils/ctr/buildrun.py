@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import time
 
 from .errors import CtrError
@@ -35,6 +34,7 @@ def argv(cmd, shell):
         marker = text.strip()
         if len(cmd.heredocs) == 1 and marker.lstrip('<-').strip('\'"') == first.name and marker.startswith('<<'):
             if first.content.startswith('#!'):
+                import shlex
                 quoted = shlex.quote(first.content)
                 text = ('f=$(mktemp) && printf %%s %s > "$f" && chmod 700 "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc'
                         % quoted)

@@ -11,7 +11,6 @@ image config and, for WORKDIR, COPY, ADD and RUN, returns the new layer.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import posixpath
@@ -22,6 +21,7 @@ from . import dockerfile
 from .dockerfile import DEFAULT_SHELL, Instruction
 from .errors import CtrError, InvalidArgument
 from .regex import lazy
+from .store import sha256
 
 NOP = '/bin/sh -c #(nop) '
 LAYER_COMPRESSION = 'gzip'
@@ -293,7 +293,7 @@ def _context_sources(b, state, cmd, srcs, add):
             data, name = text.encode('utf-8'), _leaf_name(m.group(3), src)
             makers.append(functools.partial(_data_source, name, data, _epoch_ns(b)))
             kinds.append('file')
-            parts.append(['heredoc', m.group(3), hashlib.sha256(data).hexdigest()])
+            parts.append(['heredoc', m.group(3), sha256(data).hexdigest()])
         elif add and re.match(r'^https?://', src, re.IGNORECASE):
             want = cmd.flag('checksum')
             if want:
@@ -371,7 +371,7 @@ def _under(top, rel):
 
 
 def _short_hash(parts):
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode('utf-8')).hexdigest()
+    return sha256(json.dumps(parts, sort_keys=True).encode('utf-8')).hexdigest()
 
 
 def _epoch_ns(b):
@@ -383,7 +383,7 @@ def _download(cmd, url, area):
     import email.utils
     import http.client
     path = os.path.join(area.path('files'), 'download-%d' % len(os.listdir(area.path('files'))))
-    digest = hashlib.sha256()
+    digest = sha256(bulk=True)
     got_bytes = 0
     try:
         with _http_get(url) as resp, open(path, 'wb') as f:
