@@ -4,7 +4,40 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from .cli import main
 
+
+def _exit(code):
+    """End the process once the command is done, without the interpreter's teardown (every module's
+    namespace cleared, a last garbage collection: ~5 ms of a 60 ms command). Nothing is left to
+    it: the engine closes what it writes, registers no atexit handler and starts no thread; only
+    stdout and stderr are flushed here. ``code`` as SystemExit takes it: None is 0. Under a
+    profiler, a tracer or a coverage tool the process exits normally, so that they write their data."""
+    if _observed():
+        raise SystemExit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write('%s\n' % (code,))
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):     # a reader gone (``| head``), a stream closed
+            pass
+    os._exit(code)
+
+
+def _observed():
+    """A profiler or tracer is attached (sys.setprofile/settrace, or sys.monitoring from 3.12)."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, 'monitoring', None)
+    return monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6))
+
+
 if __name__ == '__main__':
-    raise SystemExit(main())
+    _exit(main())
