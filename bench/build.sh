@@ -367,8 +367,7 @@ def find(file_end, func, field=3):       # the outermost of same-named functions
 total = find('ctr/__main__.py', '<module>')
 parts = [
     ('imports', find('<frozen importlib._bootstrap>', '_find_and_load')),
-    ('  of which defining %d dataclasses' % find('dataclasses.py', '_process_class', 1),
-     find('dataclasses.py', '_process_class')),
+    ('  of which defining %d records' % find('ctr/records.py', '_process', 1), find('ctr/records.py', '_process')),
     ('compiling regexes (at import or first use)', find('re/__init__.py', '_compile')),
     ('parse + context set-up', find('ctr/build.py', '__init__')),
     ('hashing COPY sources', find('ctr/buildcontext.py', 'digest')),
@@ -546,8 +545,8 @@ fs=$(df -T "$work" | awk 'NR == 2 { print $2 }')
     echo "  nothing again (the context's hash cache is keyed by inode, size and times) and runs no"
     echo "  step, so it is the interpreter's start (\`$PYTHON -c pass\`: ${start_ms} ms) plus imports:"
     echo "  \`-X importtime\` of one cached helloworld rebuild sums ${imp_total} ms of module bodies (${imp_ctr} ms"
-    echo "  in ctr's own; slowest self times: ${imp_top//,/, }); the profile below shows how much of it"
-    echo "  is generating the code of ctr's dataclasses and compiling regexes.$(
+    echo "  in ctr's own; slowest self times: ${imp_top//,/, }), then the work: reading the cached"
+    echo "  steps' manifests and configs back. The profile below shows the imports and the regexes compiled.$(
         [ $((start_ms + imp_total)) -gt $(($(med podman_hello_cached) / 10)) ] && echo ' Start-up and imports alone are above the goal.')"
     echo "- **Cold 200 MiB COPY and commit**: packing the layer (tar, the two sha256 passes of the diff"
     echo "  ID and the blob digest, the blob's write). Deflating random bytes would run at $deflate"
