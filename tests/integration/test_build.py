@@ -20,7 +20,7 @@ import helpers
 import pytest
 
 from ctr.build import Builder, BuildOptions
-from ctr.errors import CtrError
+from ctr.errors import CtrError, InvalidArgument
 from ctr.runtime.lifecycle import Runtime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: runs real containers')
@@ -371,6 +371,9 @@ def test_review_fixes_check_mode_epoch_paths_errors_and_counts(runtime, store_ro
     assert build(runtime, ctx, created=2000).image.id != first.image.id   # another clamp, another image
     os.chmod(ctx, 0o700)                                                 # the context dir's own mode: no miss
     assert build(runtime, ctx, created=1000).image.id == first.image.id
+    for bad in (-1, 253402300800):                                       # RFC 3339 has years 1 to 9999
+        with pytest.raises(InvalidArgument, match='created'):
+            build(runtime, ctx, created=bad)
     (ctx / 'Dockerfile').write_text('FROM busybox\nCOPY nope /x\n')
     with pytest.raises(CtrError, match=r'^Dockerfile, line 2: COPY: .*nope'):
         build(runtime, ctx)

@@ -60,3 +60,20 @@ def test_under_a_profiler_the_process_exits_normally_so_the_profile_is_written(t
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     # (cProfile itself swallows SystemExit: its status is 0 whatever the command's)
     assert 'ctr: error: ' in proc.stderr and prof.stat().st_size > 0
+
+
+def test_output_that_cannot_be_written_fails_the_command(tmp_path):
+    env = dict(os.environ, PYTHONPATH=MODULE_UTILS)
+    env.pop('PYTHONUNBUFFERED', None)
+    with open('/dev/full', 'w') as full:
+        proc = subprocess.run([sys.executable, '-c', 'import sys; from ctr.__main__ import _exit; '
+                               'sys.stdout.write("x" * 100); _exit(0)'], env=env, stdout=full,
+                              stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 120 and 'could not be written' in proc.stderr
+
+
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    env = dict(os.environ, PYTHONPATH=MODULE_UTILS)
+    proc = subprocess.run('"%s" -c "from ctr.__main__ import _exit; _exit(0)" >&-' % sys.executable, shell=True,
+                          env=env, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0 and proc.stderr == ''

@@ -308,3 +308,22 @@ def test_a_broken_index_entry_does_not_break_the_store(images, tree):
     assert images.remove('bad').changed
     images.list()
     assert images.broken == []
+
+
+@pytest.mark.parametrize('value', ['-1', '253402300800', '1e9', 'soon'])
+def test_source_date_epoch_out_of_range_or_malformed_is_refused(images, tree, monkeypatch, value):
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', value)
+    with pytest.raises(InvalidArgument, match='SOURCE_DATE_EPOCH'):
+        images.import_rootfs(str(tree), 'busybox:latest')
+    assert images.list() == []
+
+
+def test_rfc3339_has_four_digit_years_and_refuses_what_rfc3339_cannot_write():
+    from ctr.timestamps import MAX_SECONDS, rfc3339  # pylint: disable=import-outside-toplevel
+    assert rfc3339(0) == '1970-01-01T00:00:00Z'
+    assert rfc3339(1700000000.25) == '2023-11-14T22:13:20.250000Z'
+    assert rfc3339(MAX_SECONDS) == '9999-12-31T23:59:59Z'
+    assert rfc3339(-62135596800) == '0001-01-01T00:00:00Z'
+    for ts in (MAX_SECONDS + 1, -62135596801):
+        with pytest.raises(ValueError):
+            rfc3339(ts)

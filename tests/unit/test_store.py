@@ -186,3 +186,15 @@ def test_a_blob_longer_than_its_descriptor_is_refused(store):
         with store.open_blob(digest, 12) as r:
             r.verify()
     assert 'is 11 bytes, but its descriptor says 12' in err.value.msg
+
+
+@pytest.mark.parametrize('pieces', [[b''], [b'abc'], [b'x' * 1000] * 3, [b'y' * 700000, b'z' * 700000, b'w' * 5],
+                                    [b'a' * (1 << 20)], [b'b' * ((1 << 20) - 1), b'c', b'd' * 10]])
+def test_small_and_bulk_sha256_agree_with_hashlib(pieces):
+    from ctr.store import sha256  # pylint: disable=import-outside-toplevel
+    expected = hashlib.sha256(b''.join(pieces))
+    for h in (sha256(), sha256(bulk=True)):
+        for piece in pieces:
+            h.update(piece)
+        assert h.hexdigest() == expected.hexdigest() and h.digest() == expected.digest()
+    assert sha256(b''.join(pieces)).hexdigest() == expected.hexdigest()

@@ -38,7 +38,7 @@ from .errors import CtrError, InvalidArgument
 from .images import host_platform, source_date_epoch
 from .records import field, record
 from .store import Descriptor, sha256
-from .timestamps import rfc3339
+from .timestamps import MAX_SECONDS, rfc3339
 
 NETWORKS = ('host', 'none', 'bridge')
 DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -122,8 +122,10 @@ class Builder:
         self.shown_path = options.dockerfile or 'Dockerfile'
         self.dockerfile = dockerfile_parse.parse(self.context.dockerfile_text, self.shown_path)
         epoch = options.created if options.created is not None else source_date_epoch()
-        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
-            raise InvalidArgument('created "%s" is not a whole, non-negative number of seconds' % (epoch,))
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0
+                                  or epoch > MAX_SECONDS):
+            raise InvalidArgument('created "%s" is not a whole number of seconds from 0 to %d (the end of the year 9999)'
+                                  % (epoch, MAX_SECONDS))
         self.epoch = epoch
         self.meta_args = {}
         self.used_args = set()

@@ -20,7 +20,7 @@ from .records import field, record
 from .refs import Reference
 from .regex import lazy
 from .store import REF_NAME, Descriptor, Store
-from .timestamps import rfc3339
+from .timestamps import MAX_SECONDS, rfc3339
 
 _GOARCH = {'x86_64': 'amd64', 'amd64': 'amd64', 'aarch64': 'arm64', 'arm64': 'arm64', 'armv7l': 'arm',
            'armv6l': 'arm', 'i386': '386', 'i686': '386', 'ppc64le': 'ppc64le', 's390x': 's390x',
@@ -46,9 +46,13 @@ def source_date_epoch():
     if value in (None, ''):
         return None
     try:
-        return int(value)
+        epoch = int(value)
     except ValueError:
-        raise InvalidArgument('SOURCE_DATE_EPOCH "%s" is not a whole number of seconds' % value)
+        epoch = -1
+    if not 0 <= epoch <= MAX_SECONDS:
+        raise InvalidArgument('SOURCE_DATE_EPOCH "%s" is not a whole number of seconds from 0 to %d (the end of '
+                              'the year 9999)' % (value, MAX_SECONDS))
+    return epoch
 
 
 @record

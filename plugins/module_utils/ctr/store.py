@@ -38,14 +38,45 @@ CHUNK = 1 << 20
 
 
 def sha256(data=b'', bulk=False):
-    """A SHA-256 hasher. Small inputs (cache keys, JSON documents, records) get the interpreter's own
-    implementation, which loads in microseconds; ``bulk`` hashing (layers, file contents), and
-    ``data`` of 1 MiB or more, gets hashlib's (OpenSSL): several times faster on large data, but ~3 ms
-    to load, which a run that hashes nothing large (a cached build, a container start) does not pay."""
+    """A SHA-256 hasher. ``bulk`` hashing (layers, file contents) and ``data`` of 1 MiB or more get
+    hashlib's (OpenSSL): several times faster on large data, but ~3 ms to load. Anything else starts
+    on the interpreter's own implementation, which loads in microseconds, and moves to hashlib's
+    once 1 MiB has been fed to it: a run that hashes only small things (cache keys, JSON documents:
+    a cached build, a container start) never loads OpenSSL, and one that hashes much pays for it."""
     if bulk or len(data) >= CHUNK or _small_sha256 is None:
         import hashlib
         return hashlib.sha256(data)
-    return _small_sha256(data)
+    return _Sha256(data)
+
+
+class _Sha256:
+    """SHA-256 on the interpreter's implementation while small (see :func:`sha256`). Until it moves
+    to hashlib's it keeps what it was fed (under 1 MiB) to hash it there from the start."""
+
+    __slots__ = ('_fed', '_size', '_bulk')
+
+    def __init__(self, data=b''):
+        self._fed, self._size, self._bulk = [bytes(data)], len(data), None
+
+    def update(self, data):
+        if self._bulk is not None:
+            self._bulk.update(data)
+            return
+        self._fed.append(bytes(data))
+        self._size += len(data)
+        if self._size >= CHUNK:
+            import hashlib
+            self._bulk = hashlib.sha256(b''.join(self._fed))
+            self._fed = None
+
+    def _hash(self):
+        return self._bulk if self._bulk is not None else _small_sha256(b''.join(self._fed))
+
+    def digest(self):
+        return self._hash().digest()
+
+    def hexdigest(self):
+        return self._hash().hexdigest()
 
 
 try:
@@ -123,7 +154,7 @@ class HashingWriter:
 
     def __init__(self, target=None):
         self._target = target
-        self._hash = sha256(bulk=True)
+        self._hash = sha256()           # moves to hashlib's once the blob passes 1 MiB
         self.size = 0
 
     def write(self, data):
@@ -152,7 +183,7 @@ class VerifyingReader:
 
     def __init__(self, path, digest, size=None):
         self._f = open(path, 'rb')
-        self._hash = sha256(bulk=True)
+        self._hash = sha256()
         self._digest = digest
         self._size = size
         self._seen = 0

@@ -7,6 +7,10 @@ from __future__ import annotations
 import time
 
 
+MIN_SECONDS = -62135596800     # 0001-01-01T00:00:00Z
+MAX_SECONDS = 253402300799     # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
+
+
 def rfc3339(ts):
     """A timestamp as Docker writes it: UTC, ``Z``, nanoseconds trimmed to what we have
     (microseconds, rounded half to even as :mod:`datetime` rounds them; ``datetime`` itself is not
@@ -15,7 +19,9 @@ def rfc3339(ts):
     micros = round((ts - seconds) * 1e6)
     if micros >= 1000000:
         seconds, micros = seconds + 1, micros - 1000000
-    text = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise ValueError('%r is outside the years 1 to 9999' % (ts,))
+    text = '%04d-%02d-%02dT%02d:%02d:%02d' % time.gmtime(seconds)[:6]
     return '%s.%06dZ' % (text, micros) if micros else text + 'Z'
 
 

@@ -220,8 +220,7 @@ def _close_inherited(keep):
             try:
                 libc.close_range(low)
             except OSError:         # before Linux 5.9: one close a descriptor, up to the limit
-                import resource
-                os.closerange(low, max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], low))
+                os.closerange(low, max(os.sysconf('SC_OPEN_MAX'), low))   # (no import: after pivot_root)
             return
         if fd > low:
             os.closerange(low, fd)
