@@ -244,12 +244,12 @@ def parse_module_output(stdout: str) -> dict | None:
 
 
 @contextlib.contextmanager
-def busybox_runtime(store_root, rootfs):
-    """A runtime on ``store_root`` with ``rootfs`` imported as ``busybox`` (CMD sh); the containers made
-    meanwhile are removed afterwards, whatever happened."""
+def busybox_runtime(store_root, rootfs, changes=()):
+    """A runtime on ``store_root`` with ``rootfs`` imported as ``busybox`` (CMD sh, then ``changes``); the
+    containers made meanwhile are removed afterwards, whatever happened."""
     from ctr.runtime.lifecycle import Runtime
     rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(rootfs), 'busybox', changes=['CMD ["sh"]'])
+    rt.images.import_rootfs(str(rootfs), 'busybox', changes=['CMD ["sh"]'] + list(changes))
     try:
         yield rt
     finally:

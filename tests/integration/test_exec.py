@@ -9,21 +9,16 @@ from __future__ import annotations
 import os
 import time
 
+import helpers
 import pytest
 
 from ctr.errors import Conflict, CtrError, NotFound
-from ctr.runtime.lifecycle import Runtime
 
 
 @pytest.fixture
 def runtime(store_root, busybox_rootfs):
-    rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]', 'WORKDIR /srv', 'ENV IMG=1'])
-    try:
+    with helpers.busybox_runtime(store_root, busybox_rootfs, ['WORKDIR /srv', 'ENV IMG=1']) as rt:
         yield rt
-    finally:
-        for c in rt.list():
-            rt.remove(c.Id, force=True)
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ import sys
 import time
 import uuid
 
+import helpers
 import pytest
 
 from ctr.errors import Conflict, CtrError, NotFound
 from ctr.network import nft
 from ctr.network.networks import NetworkStore, store_tag
-from ctr.runtime.lifecycle import Runtime
 
 # the host's /usr, /lib and /lib64 read-only: the container can run the host's python3 (a UDP echo server)
 HOST_PYTHON = ['/usr:/usr:ro', '/lib:/lib:ro'] + (['/lib64:/lib64:ro'] if os.path.isdir('/lib64') else [])
@@ -35,13 +35,8 @@ Ran = collections.namedtuple('Ran', 'code out err container')
 
 @pytest.fixture
 def runtime(store_root, busybox_rootfs):
-    rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
-    try:
+    with helpers.busybox_runtime(store_root, busybox_rootfs) as rt:
         yield rt
-    finally:
-        for c in rt.list():
-            rt.remove(c.Id, force=True)
 
 
 def run(rt, *argv, **options):

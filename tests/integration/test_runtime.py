@@ -9,21 +9,16 @@ import os
 import signal
 import time
 
+import helpers
 import pytest
 
 from ctr.errors import Conflict, CtrError, InvalidArgument
-from ctr.runtime.lifecycle import Runtime
 
 
 @pytest.fixture
 def runtime(store_root, busybox_rootfs):
-    rt = Runtime(str(store_root))
-    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
-    try:
+    with helpers.busybox_runtime(store_root, busybox_rootfs) as rt:
         yield rt
-    finally:
-        for c in rt.list():
-            rt.remove(c.Id, force=True)
 
 
 Ran = collections.namedtuple('Ran', 'code out err container')
