@@ -26,7 +26,7 @@ import uuid
 import pytest
 
 from ctr.errors import CtrError
-from ctr.runtime import cgroups
+from ctr.runtime import cgroups, devices
 from ctr.runtime.cgroups import Cgroup, Limits
 
 MiB = 1 << 20
@@ -369,21 +369,54 @@ def test_a_limit_without_its_controller_is_refused_and_makes_nothing(parent, mou
     assert not [p for p in _all_points() if os.path.exists(os.path.join(p, parent))]
 
 
-@pytest.mark.parametrize('allow_all', [False, True])
-def test_v1_devices_allow_list(parent, procs, allow_all):
-    """With the v1 devices controller, only the default devices open; without it (v2), nothing is filtered
-    and ``devices_restricted`` says so (the runtime must then keep device nodes out another way)."""
-    cg = Cgroup.create('c10', parent=parent, allow_all_devices=allow_all)
-    restricted = bool(HOST_LAYOUT.v1_mount('devices')) and not allow_all
-    assert cg.devices_restricted is restricted
-    expected = 'EPERM' if restricted else 'opened'
-    code = ('import errno, os\nfor path in ("/dev/null", "/dev/kmsg"):\n'
-            '    try:\n        os.close(os.open(path, os.O_RDONLY))\n        print("opened", flush=True)\n'
-            '    except OSError as exc:\n        print(errno.errorcode[exc.errno], flush=True)\n')
-    proc = procs.start(code, cg)
-    assert proc.stdout.read().split() == [b'opened', expected.encode()]
+_DEVICE_PROBE = (
+    'import errno, os, stat\n'
+    'def attempt(call, *args):\n'
+    '    try:\n        call(*args)\n        return "ok"\n'
+    '    except OSError as exc:\n        return errno.errorcode[exc.errno]\n'
+    'for name, kind, major, minor in (("null", stat.S_IFCHR, 1, 3), ("kmsg", stat.S_IFCHR, 1, 11),\n'
+    '                                 ("loop", stat.S_IFBLK, 7, 0)):\n'
+    '    path = os.path.join(where, name)\n'
+    '    made = attempt(os.mknod, path, kind | 0o600, os.makedev(major, minor))\n'
+    '    opened = attempt(lambda: os.close(os.open(path, os.O_RDONLY)))\n'
+    '    print(name, made, opened, flush=True)\n'
+)
+
+
+@pytest.mark.parametrize('allow_all', [False, True], ids=['default', 'privileged'])
+@pytest.mark.parametrize('mountinfo', ALL_VIEWS)
+def test_devices_a_default_cgroup_may_open(parent, procs, mountinfo, allow_all, tmp_path):
+    """Device nodes of any kind can be made, but only the default ones opened, in every layout: by the v1
+    devices list where the view has that controller, by the eBPF program on the cgroup2 directory where
+    it has a cgroup2 tree (the only filter of a unified host). Privileged: everything opens."""
+    cg = Cgroup.create('c10', parent=parent, mountinfo=mountinfo, allow_all_devices=allow_all)
+    layout = cgroups.read_layout(mountinfo)
+    assert cg.devices_restricted is not allow_all
+    if layout.v2 is not None:
+        assert devices.attached(cg.paths[cgroups.UNIFIED]) == (0 if allow_all else 1)
+    proc = procs.start('where = %r\n' % str(tmp_path) + _DEVICE_PROBE, cg)
+    denied = 'ok' if allow_all else 'EPERM'
+    assert proc.stdout.read().decode().splitlines() == [
+        'null ok ok', 'kmsg ok %s' % denied, 'loop ok %s' % denied]
     assert proc.wait(timeout=10) == 0
     cg.destroy()
+
+
+@pytest.mark.skipif(HOST_LAYOUT.v2 is None, reason='this host has no cgroup2 tree')
+def test_device_program_alone_filters_and_is_replaced_on_reuse(parent, procs, tmp_path):
+    """On the cgroup2 view (no v1 devices controller) the program is what denies; a create that reuses
+    the directory (after a crash) leaves one program, not two; the directory's removal frees it."""
+    view = _only(lambda line: ' - cgroup2 ' in line)
+    cg = Cgroup.create('c12', parent=parent, mountinfo=view)
+    again = Cgroup.create('c12', parent=parent, mountinfo=view)
+    directory = again.paths[cgroups.UNIFIED]
+    assert devices.attached(directory) == 1
+    proc = procs.start('where = %r\n' % str(tmp_path) + _DEVICE_PROBE, again)
+    assert proc.stdout.read().decode().splitlines() == ['null ok ok', 'kmsg ok EPERM', 'loop ok EPERM']
+    assert proc.wait(timeout=10) == 0
+    cg.destroy()
+    assert not os.path.exists(directory)
+    assert devices.attached(directory) == 0
 
 
 @pytest.mark.parametrize('mountinfo', ALL_VIEWS)

@@ -107,6 +107,33 @@ def test_privileged_keeps_every_capability_and_mounts(runtime):
     assert code == 0 and 'mounted' in out
 
 
+_OPEN_A_NODE_IT_MADE = ('mknod /dev/k c 1 11 && echo made; (exec 3</dev/k) 2>/dev/null && echo opened || echo denied;'
+                        ' (exec 3</dev/null) && echo null')
+
+
+def test_a_default_container_makes_device_nodes_but_opens_only_the_default_ones(runtime):
+    """CAP_MKNOD is in the default set and /dev is a tmpfs that allows devices (the rootfs is nodev); the
+    device filter (v1 list, eBPF program on cgroup2) denies all but the defaults. Privileged: no filter."""
+    ran = run(runtime, 'sh', '-c', _OPEN_A_NODE_IT_MADE)
+    assert (ran.code, ran.out.split()) == (0, ['made', 'denied', 'null'])
+    ran = run(runtime, 'sh', '-c', _OPEN_A_NODE_IT_MADE, privileged=True)
+    assert (ran.code, ran.out.split()) == (0, ['made', 'opened', 'null'])
+
+
+@pytest.mark.skipif(not os.path.exists('/sys/fs/cgroup/cgroup.controllers') and
+                    not os.path.exists('/sys/fs/cgroup/unified/cgroup.controllers'), reason='no cgroup2 tree here')
+def test_a_default_container_has_the_device_program_on_its_cgroup2_directory(runtime):
+    from ctr.runtime import devices
+    c = runtime.create('busybox', command=['sleep', '30'])
+    runtime.start(c.Id)
+    with open('/proc/%d/cgroup' % runtime.get(c.Id).State.Pid) as handle:
+        unified = [line.split(':', 2)[2].strip() for line in handle if line.startswith('0::')][0]
+    mount = '/sys/fs/cgroup/unified' if os.path.exists('/sys/fs/cgroup/unified/cgroup.controllers') else '/sys/fs/cgroup'
+    assert unified.endswith('/' + c.Id) and devices.attached(mount + unified) == 1
+    runtime.remove(c.Id, force=True)
+    assert devices.attached(mount + unified) == 0
+
+
 def test_user_env_workdir_and_read_only(runtime):
     ran = run(runtime, 'sh', '-c', 'id -u; echo $GREETING; pwd; touch /x 2>/dev/null || echo ro',
               user='65534', env={'GREETING': 'hi'}, working_dir='/tmp', read_only=True)

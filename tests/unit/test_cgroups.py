@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ctr.errors import CtrError, InvalidArgument, KernelError
-from ctr.runtime import cgroups
+from ctr.runtime import cgroups, devices
 from ctr.runtime.cgroups import Cgroup, parse_mountinfo
 from ctr.runtime.limits import Limits, parse_cpus, parse_memory, parse_pids_limit
 
@@ -255,9 +255,10 @@ V1_FILES = {'memory': {'memory.limit_in_bytes': '9223372036854771712\n',
 class FakeTree:
     """Plain directories laid out like cgroupfs; mkdir fills in the interface files as the kernel does."""
 
-    def __init__(self, base, monkeypatch, v1=(), v2_controllers=None):
+    def __init__(self, base, monkeypatch, v1=(), v2_controllers=None, bpf_error=None):
         self.base = str(base)
         self.writes = []
+        self.programs = {}          # cgroup2 directory -> device programs attached (the kernel's side, faked)
         self.points = {}
         lines = []
         for spec in v1:
@@ -285,8 +286,16 @@ class FakeTree:
                 os.truncate(path, 0)    # a cgroup file holds the last value written; a plain file must be emptied
             real_write(path, value)
 
+        def attach(directory, rules=devices.DEFAULT_RULES):
+            if bpf_error is not None:
+                raise KernelError('cannot attach the device filter to %s: %s' % (directory, bpf_error))
+            devices.program(rules)
+            self.programs[os.path.relpath(directory, self.base)] = 1
+
         monkeypatch.setattr(cgroups, '_mkdir', mkdir)
         monkeypatch.setattr(cgroups, '_write', write)
+        monkeypatch.setattr(devices, 'attach', attach)
+        monkeypatch.setattr(devices, 'attached', lambda d: self.programs.get(os.path.relpath(d, self.base), 0))
 
     def _fill(self, path, root=False):
         point = next((p for p in self.points if path == p or path.startswith(p + '/')), None)
@@ -335,7 +344,8 @@ def test_unified_create_enables_controllers_and_writes_v2_files(tmp_path, monkey
     assert cg.limits() == LIMITS
     assert cg.paths == {'memory': str(tmp_path / 'unified/ctr/abc'), 'cpu': str(tmp_path / 'unified/ctr/abc'),
                         'pids': str(tmp_path / 'unified/ctr/abc'), 'unified': str(tmp_path / 'unified/ctr/abc')}
-    assert not cg.devices_restricted
+    assert fake.programs == {'unified/ctr/abc': 1}
+    assert cg.devices_restricted
 
 
 def test_unified_lifting_limits_writes_max(tmp_path, monkeypatch):
@@ -375,6 +385,31 @@ def test_unified_without_limits_needs_no_controller(tmp_path, monkeypatch):
     assert cg.paths == {'unified': str(tmp_path / 'unified/ctr/abc')}
     assert cg.limits() == Limits()
     assert fake.writes == []
+
+
+def test_unified_create_fails_whole_when_the_device_program_cannot_be_attached(tmp_path, monkeypatch):
+    """Without a v1 devices controller the program is the only device filter: no program, no cgroup."""
+    fake = FakeTree(tmp_path, monkeypatch, v2_controllers=['memory'], bpf_error='operation not permitted')
+    destroyed = []
+    monkeypatch.setattr(Cgroup, 'destroy', lambda self: destroyed.append(self.name))     # plain dirs: no rmdir
+    with pytest.raises(KernelError, match='device filter'):
+        Cgroup.create('abc', parent='ctr', mountinfo=fake.mountinfo)
+    assert destroyed == ['abc'] and not fake.programs
+
+
+def test_hybrid_keeps_the_v1_list_when_the_program_cannot_be_attached(tmp_path, monkeypatch):
+    fake = FakeTree(tmp_path, monkeypatch, v1=['devices'], v2_controllers=[], bpf_error='operation not permitted')
+    cg = Cgroup.create('abc', parent='ctr', mountinfo=fake.mountinfo)
+    assert ('devices/ctr/abc/devices.deny', 'a') in fake.writes and not fake.programs
+    fake.set('devices/ctr/abc/devices.list', 'c *:* m\nb *:* m\nc 1:3 rwm\n')
+    assert cg.devices_restricted
+
+
+def test_privileged_gets_no_device_rules(tmp_path, monkeypatch):
+    fake = FakeTree(tmp_path, monkeypatch, v1=['devices'], v2_controllers=[])
+    cg = Cgroup.create('abc', parent='ctr', mountinfo=fake.mountinfo, allow_all_devices=True)
+    assert not [w for w in fake.writes if w[0].startswith('devices/')] and not fake.programs
+    assert not cg.devices_restricted
 
 
 def test_legacy_create_writes_v1_files_and_the_device_allow_list(tmp_path, monkeypatch):

@@ -160,6 +160,72 @@ def seccomp_filter(program):
                             ctypes.c_ulong(0)), 'prctl PR_SET_SECCOMP')
 
 
+# -- eBPF (bpf(2)): the cgroup device filter ------------------------------------------------------
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6                   # attach type
+BPF_F_ALLOW_MULTI = 2                   # attach flag: programs of parents and children all run
+_BPF_PROG_LOAD, _BPF_PROG_ATTACH, _BPF_PROG_DETACH, _BPF_PROG_GET_FD_BY_ID, _BPF_PROG_QUERY = 5, 8, 9, 13, 16
+_BPF_ATTR_SIZE = 128                    # bigger than every field used here; the kernel wants the rest zero
+
+
+def _bpf(cmd, attr):
+    nr = {'x86_64': 321, 'aarch64': 280, 'riscv64': 280, 'ppc64le': 361, 's390x': 351}.get(os.uname().machine)
+    if nr is None:
+        raise OSError(38, 'bpf: no syscall number known for %s' % os.uname().machine)
+    return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(_BPF_ATTR_SIZE)), 'bpf')
+
+
+def bpf_prog_load(prog_type, program, name, license='GPL', log_size=0):
+    """BPF_PROG_LOAD: the new program's fd. ``program`` is the bytes of its ``struct bpf_insn`` array.
+
+    With ``log_size``, a failure's OSError carries the verifier's log (its last lines) in its text.
+    """
+    _lib()
+    insns = ctypes.create_string_buffer(program, len(program))
+    lic = ctypes.create_string_buffer(license.encode() + b'\0')
+    log = ctypes.create_string_buffer(log_size) if log_size else None
+    attr = ctypes.create_string_buffer(struct.pack(
+        '=IIQQIIQII16s', prog_type, len(program) // 8, ctypes.addressof(insns), ctypes.addressof(lic),
+        1 if log_size else 0, log_size, ctypes.addressof(log) if log else 0, 0, 0, name.encode()[:15]),
+        _BPF_ATTR_SIZE)
+    try:
+        return _bpf(_BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        text = log.value.decode('utf-8', 'replace').strip() if log else ''
+        if text:
+            raise OSError(exc.errno, 'bpf: %s; the verifier says: %s' % (os.strerror(exc.errno),
+                                                                         ' / '.join(text.splitlines()[-3:]))) from None
+        raise
+
+
+def bpf_prog_attach(target_fd, prog_fd, attach_type, flags=0):
+    """BPF_PROG_ATTACH of program ``prog_fd`` to the cgroup directory ``target_fd``."""
+    return _bpf(_BPF_PROG_ATTACH, ctypes.create_string_buffer(
+        struct.pack('=IIII', target_fd, prog_fd, attach_type, flags), _BPF_ATTR_SIZE))
+
+
+def bpf_prog_detach(target_fd, prog_fd, attach_type):
+    """BPF_PROG_DETACH of program ``prog_fd`` from the cgroup directory ``target_fd``."""
+    return _bpf(_BPF_PROG_DETACH, ctypes.create_string_buffer(
+        struct.pack('=III', target_fd, prog_fd, attach_type), _BPF_ATTR_SIZE))
+
+
+def bpf_prog_query(target_fd, attach_type, limit=64):
+    """BPF_PROG_QUERY: the IDs of the programs attached to the cgroup ``target_fd`` itself (not its parents)."""
+    _lib()
+    ids = (ctypes.c_uint32 * limit)()
+    attr = ctypes.create_string_buffer(struct.pack('=IIIIQI', target_fd, attach_type, 0, 0, ctypes.addressof(ids),
+                                                   limit), _BPF_ATTR_SIZE)
+    _bpf(_BPF_PROG_QUERY, attr)
+    count = struct.unpack_from('=I', attr.raw, 24)[0]
+    return list(ids[:min(count, limit)])
+
+
+def bpf_prog_get_fd_by_id(prog_id):
+    """BPF_PROG_GET_FD_BY_ID: an fd of the loaded program ``prog_id``."""
+    return _bpf(_BPF_PROG_GET_FD_BY_ID, ctypes.create_string_buffer(struct.pack('=I', prog_id), _BPF_ATTR_SIZE))
+
+
 def link_up(name):
     """Set a network interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket)."""
     import _socket      # not socket: its enum set-up costs milliseconds on every container start

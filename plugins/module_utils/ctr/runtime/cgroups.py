@@ -32,6 +32,7 @@ from ..errors import CtrError, KernelError
 from ..fsutil import unescape_mountinfo
 from ..records import record
 from ..regex import lazy
+from . import devices
 from .limits import PERIOD_US, Limits, invalid as _invalid, quota as _quota
 
 DEFAULT_PARENT = 'ctr'
@@ -43,11 +44,6 @@ V1_CONTROLLERS = ('memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices')
 V2_CONTROLLERS = ('memory', 'cpu', 'pids')
 # The option each limit comes from, and the controller that enforces it.
 LIMIT_CONTROLLERS = (('memory', 'memory'), ('cpus', 'cpu'), ('pids_limit', 'pids'))
-
-# The devices a default (non-privileged) container may use: anything may be created
-# (mknod), only these opened: null, zero, full, random, urandom, tty, console, ptmx, pts/*.
-DEFAULT_DEVICE_RULES = ('c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm',
-                        'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm')
 
 FREEZE_TIMEOUT = 10.0
 KILL_TIMEOUT = 10.0
@@ -259,8 +255,8 @@ class Cgroup:
         """Make (or reuse) the container's directories and apply ``limits``.
 
         A limit whose controller the host lacks fails before anything is made. Unless
-        ``allow_all_devices`` (privileged containers), the v1 devices controller, when
-        mounted, limits the devices the container can open to Docker's default set.
+        ``allow_all_devices`` (privileged containers), the devices the container can open are
+        limited to Docker's default set (see :meth:`_restrict_devices`).
         """
         limits = limits if limits is not None else Limits()
         cgroup = cls._plan(name, parent, mountinfo)
@@ -316,22 +312,30 @@ class Cgroup:
                     raise
 
     def _restrict_devices(self):
+        """Docker's default device rules (:mod:`devices`): in the v1 devices controller when it is
+        mounted, and as an eBPF program on the cgroup2 directory when there is one. Without the v1
+        controller the program is the only filter, so failing to attach it fails the create."""
         directory = self._v1.get('devices')
         if directory is not None:
             _write(os.path.join(directory, 'devices.deny'), 'a')
-            for rule in DEFAULT_DEVICE_RULES:
-                _write(os.path.join(directory, 'devices.allow'), rule)
+            for line in devices.v1_lines():
+                _write(os.path.join(directory, 'devices.allow'), line)
+        if self._v2:
+            try:
+                devices.attach(self._v2)
+            except KernelError:
+                if directory is None:
+                    raise
 
     @property
     def devices_restricted(self):
-        """True when the kernel limits the devices this cgroup's processes may open (v1 devices list).
-
-        cgroup2 has no such file (it filters devices with an eBPF program, not written here): there
-        this is False, and keeping device nodes out is up to the caller (drop CAP_MKNOD).
-        """
+        """True when the kernel limits the devices this cgroup's processes may open: a v1 devices list
+        that does not allow everything, or a device program on the cgroup2 directory."""
         directory = self._v1.get('devices')
         listed = _read(os.path.join(directory, 'devices.list'), missing_ok=True) if directory else None
-        return listed is not None and 'a *:* rwm' not in listed.split('\n')
+        if listed is not None and 'a *:* rwm' not in listed.split('\n'):
+            return True
+        return bool(self._v2) and devices.attached(self._v2) > 0
 
     # inspection ----------------------------------------------------------------------------------
 
