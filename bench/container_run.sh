@@ -317,6 +317,39 @@ if [ "$ANSIBLE_RUNS" -gt 0 ] && [ -n "$ANSIBLE_VENV" ] && [ -x "$ANSIBLE_VENV/bi
     for id in command_true ctr_new ctr_unchanged podman_new podman_unchanged ctr_first_task podman_first_task; do
         awk -F '\t' -v id="$id" -v l="${run3_label[$id]}" 'BEGIN { OFS = "\t" } $1 == id { $2 = l; print }' "$work/run3.raw"
     done >"$work/run3.tsv"
+    # the monitors of containers that Ansible tasks started: the module process that made them is gone
+    APSS=5
+    {
+        echo '- hosts: localhost'
+        echo '  connection: local'
+        echo '  gather_facts: false'
+        echo '  vars: {ansible_python_interpreter: "'"$PYTHON"'"}'
+        echo '  tasks:'
+        echo '    - daemonless.ctr.ctr_container: {name: "bench-apss{{ item }}", image: "busybox:latest", command: [sleep, "600"], network_mode: none, root: "'"$store"'"}'
+        echo "      loop: $(seq -s, 1 "$APSS" | sed 's/^/[/; s/$/]/')"
+        echo '    - containers.podman.podman_container: {name: "bench-apss{{ item }}", image: "'"$IMG"'", command: [sleep, "600"], network: none, pull: never, state: started}'
+        echo "      loop: $(seq -s, 1 "$APSS" | sed 's/^/[/; s/$/]/')"
+    } >"$work/ansible/pss.yml"
+    env ANSIBLE_COLLECTIONS_PATH="$work/ansible/collections" ANSIBLE_LOCAL_TEMP="$work/ansible/tmp" \
+        ANSIBLE_REMOTE_TEMP="$work/ansible/tmp" LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 \
+        ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 \
+        "$ANSIBLE_VENV/bin/ansible-playbook" -i localhost, "$work/ansible/pss.yml" >"$work/ansible.out" 2>&1 ||
+        { cat "$work/ansible.out" >&2; die 'the PSS playbook failed; its output is above'; }
+    sleep 1
+    apss_ctr_pids=$(for d in "$store"/containers/*/; do
+        "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("MonitorPid", 0))' "$d/state.json"
+    done)
+    apss_podman_pids=$(podman ps -q --filter name=bench-apss | xargs podman inspect --format '{{.State.ConmonPid}}')
+    apss_sum() { local pid total=0 n=0; for pid in "$@"; do total=$((total + $(pss_kib "$pid"))); n=$((n + 1)); done
+                 awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f %d", (n ? t / n : 0), n }'; }
+    # shellcheck disable=SC2086
+    read -r apss_ctr apss_ctr_n < <(apss_sum $apss_ctr_pids)
+    # shellcheck disable=SC2086
+    read -r apss_conmon apss_conmon_n < <(apss_sum $apss_podman_pids)
+    [ "$apss_ctr_n" = "$APSS" ] && [ "$apss_conmon_n" = "$APSS" ] ||
+        die "found $apss_ctr_n ctr monitors and $apss_conmon_n conmons for $APSS containers of each"
+    for ((i = 1; i <= APSS; i++)); do ctr rm -f "bench-apss$i" >/dev/null; podman rm -f -t 0 "bench-apss$i" >/dev/null; done
+    log "PSS per monitor of a container started by an Ansible task: ctr ${apss_ctr} KiB, conmon ${apss_conmon} KiB"
     ratio3=$(bench_ratio "$work/run3.tsv" ctr_new podman_new)
     delta3=$("$PYTHON" - "$work/run3.tsv" <<'EOF'
 import statistics, sys
@@ -451,6 +484,14 @@ print("%.0f" % (1000 * statistics.median(float(l.split("\t")[2]) for l in open(s
         echo "every module_utils file the module imports, then caches the zip for the rest of the run):"
         echo "a task on a missing container, before the timed ones, pays that for each module (the"
         echo "\"first task\" rows), so the new and repeat rows time the modules' own work."
+        echo
+        echo "| PSS per container of its monitor, the container started by an Ansible task ($APSS of each) | ctr | conmon |"
+        echo "|---|---:|---:|"
+        echo "| KiB | ${apss_ctr} | ${apss_conmon} |"
+        echo
+        echo "ctr's monitor is a fresh \`python3 -I -S\` that imported the engine modules a monitor needs, not"
+        echo "a fork of the module process (whose heap, Ansible's \`module_utils\` included, it would keep for"
+        echo "the container's lifetime); conmon is the same binary whoever starts it."
     else
         echo "${ansible_note^}. Give \`ANSIBLE_VENV=DIR\` (a venv with the \`ansible\` package) or"
         echo "\`ANSIBLE_INSTALL=1\` to time them."

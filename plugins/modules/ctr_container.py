@@ -353,6 +353,9 @@ def work(module):
     differences = rt.differences(existing, planned) if existing is not None and planned is not None else []
 
     container = existing
+    if not check and p['state'] == 'started' and (existing is None or differences or p['recreate'] or p['restart']
+                                                  or not existing.State.Running):
+        rt.prelaunch()          # the monitor boots while the container is made
     if existing is not None and (differences or p['recreate']):
         actions.append('recreated %s (%s)' % (p['name'], ', '.join(differences) or 'recreate requested'))
         if not check:

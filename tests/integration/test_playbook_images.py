@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 PLAY = '''
 - hosts: localhost
@@ -82,3 +83,43 @@ def test_modules_load_the_engine_compiled_once(run_playbook, store_root, pycache
     assert all(os.stat(cache / e).st_mode & 0o077 == 0 for e in entries)
     second = run_playbook(play)
     assert second.rc == 0 and sorted(os.listdir(cache)) == entries
+
+
+def test_a_monitor_started_by_a_task_outlives_the_tasks_payload(run_playbook, store_root, busybox_rootfs):
+    """The monitor of a container that ctr_container started is a fresh interpreter that imported the engine
+    from the task's AnsiballZ payload; Ansible deletes that payload, and the monitor still restarts the
+    container (on-failure, 2 retries), records every exit and cleans up at the end."""
+    from ctr.runtime.lifecycle import Runtime
+    rt = Runtime(str(store_root))
+    rt.images.import_rootfs(str(busybox_rootfs), 'busybox', changes=['CMD ["sh"]'])
+    play = '''
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: flaky
+      daemonless.ctr.ctr_container:
+        root: {root}
+        name: flaky
+        image: busybox
+        command: [sh, -c, "sleep 1; exit 3"]
+        network_mode: none
+        restart_policy: on-failure
+        restart_retries: 2
+'''.format(root=store_root)
+    try:
+        ran = run_playbook(play)
+        assert ran.rc == 0 and ran.task('flaky')['changed']
+        state = rt.get('flaky').State
+        with open('/proc/%d/cmdline' % state.MonitorPid, 'rb') as handle:
+            argv = handle.read().decode().split('\0')
+        payload = argv[5]               # the engine's sys.path entry: inside the task's zip, gone now
+        assert argv[1:3] == ['-I', '-S'] and '.zip' in payload and not os.path.exists(payload.split('.zip')[0] + '.zip')
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (rt.get('flaky').State.MonitorPid or rt.get('flaky').State.Running):
+            time.sleep(0.1)
+        final = rt.get('flaky')
+        assert (final.State.Status, final.State.ExitCode, final.State.RestartCount, final.State.MonitorPid) == ('exited', 3, 2, 0)
+        assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
+    finally:
+        for container in rt.list():
+            rt.remove(container.Id, force=True)

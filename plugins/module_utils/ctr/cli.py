@@ -66,6 +66,7 @@ def _run(args):
     from .runtime import mountspec
     from .runtime.lifecycle import Runtime
     runtime = Runtime(args.root)
+    runtime.prelaunch()
     container = runtime.create(args.image, name=args.name, command=args.command or None,
                                entrypoint=[args.entrypoint] if args.entrypoint is not None else None,
                                env=_pairs(args.env, '-e', environ=True), user=args.user, working_dir=args.workdir,

@@ -50,6 +50,14 @@ class Runtime:
     def __init__(self, root=None):
         self.containers = ContainerStore(root)
         self._images = None
+        self._launcher = None
+
+    def prelaunch(self):
+        """Launch the monitor of this runtime's next start now: its interpreter boots while the caller
+        goes on (creating the container, say). Unused, it goes away when this process exits."""
+        if self._launcher is None:
+            from . import monitor
+            self._launcher = monitor.Launcher()
 
     @property
     def images(self):
@@ -248,35 +256,39 @@ class Runtime:
             os.unlink(monitor.stop_marker(directory))
         except FileNotFoundError:
             pass
-        wirer = self._early_wirer(container)
+        launcher, self._launcher = self._launcher or monitor.Launcher(), None   # booting meanwhile
         try:
-            image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
-            if image is None:
-                raise NotFound('container %s uses image %s, which is no longer in the store'
-                               % (container.Name, container.Image[7:19]))
-            layer_dirs = self.images.store.ensure_unpacked(image.layers, image.diff_ids)  # named or not
-            net = self._network(container, directory, wirer)
-        finally:
-            if wirer is not None:
-                wirer.close()
-        try:
-            paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'], net.hosts, net.resolv)
-            rootfs.mount(paths)
+            wirer = self._early_wirer(container)
             try:
-                from . import volumemounts
-                volume_binds = volumemounts.bind_specs(self.containers.root, container,
-                                                       image.config.get('config') or {}, paths.merged)
-                plan = self._plan(container, paths, net, volume_binds)
-                monitor.spawn(container, self.containers, plan, paths)
+                image = self.images.find(container.Image) or self.images.by_manifest(container.ImageManifest)
+                if image is None:
+                    raise NotFound('container %s uses image %s, which is no longer in the store'
+                                   % (container.Name, container.Image[7:19]))
+                layer_dirs = self.images.store.ensure_unpacked(image.layers, image.diff_ids)  # named or not
+                net = self._network(container, directory, wirer)
+            finally:
+                if wirer is not None:
+                    wirer.close()
+            try:
+                paths = rootfs.prepare(directory, layer_dirs, container.Config['Hostname'], net.hosts, net.resolv)
+                rootfs.mount(paths)
+                try:
+                    from . import volumemounts
+                    volume_binds = volumemounts.bind_specs(self.containers.root, container,
+                                                           image.config.get('config') or {}, paths.merged)
+                    plan = self._plan(container, paths, net, volume_binds)
+                    launcher.start(container, self.containers, plan, paths)
+                except BaseException:
+                    if not self.containers.load(container.Id).State.MonitorPid:
+                        rootfs.unmount(paths)
+                    raise
             except BaseException:
-                if not self.containers.load(container.Id).State.MonitorPid:
-                    rootfs.unmount(paths)
+                if net.attached and not self.containers.load(container.Id).State.MonitorPid:
+                    from ..network import endpoints
+                    endpoints.detach(self.containers.root, container.Id, directory)
                 raise
-        except BaseException:
-            if net.attached and not self.containers.load(container.Id).State.MonitorPid:
-                from ..network import endpoints
-                endpoints.detach(self.containers.root, container.Id, directory)
-            raise
+        finally:
+            launcher.close()
         return self.get(container.Id), True
 
     @staticmethod

@@ -2,16 +2,24 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The per-container monitor: our conmon. One small process per running container.
 
-``spawn`` (called by the CLI or a module) double-forks the monitor into its own
-session, so it outlives the caller and is adopted by init. The monitor closes
-every descriptor it inherited (Ansible reads the module's stdout and stderr
-until EOF) and then, for each run of the container:
+A :class:`Launcher` (made by the caller, the CLI or a module, as a start begins)
+double-forks the monitor into its own session, so it outlives the caller and is
+adopted by init, and the monitor execs a fresh interpreter (``python -I -S``) that
+imports only the engine modules a monitor needs, from where the caller's engine
+is (the AnsiballZ zip, still there while the module waits). A fork alone would
+keep the caller's whole heap for the container's lifetime: an Ansible module's
+is about 20 MB. The boot runs while the caller prepares the rootfs and the
+network; :meth:`Launcher.start` then sends it the container, the store, the
+start plan and the rootfs paths (pickled, over a pipe between our own
+processes) and waits for its report. The monitor closes every descriptor it
+inherited (Ansible reads the module's stdout and stderr until EOF) and then,
+for each run of the container:
 
 1. ``unshare(CLONE_NEWPID)`` and fork: the child is PID 1 of a new PID namespace
    and runs the start sequence (``start.contain``) up to execve;
 2. places it in its cgroup, lets it go, and learns from the close-on-exec error
    pipe whether execve happened;
-3. records the state atomically, tells ``spawn`` the PID (or the error);
+3. records the state atomically, tells the launcher the PID (or the error);
 4. copies the container's stdout and stderr into a json-file log (Docker's
    format: one JSON object per line with ``log``, ``stream``, ``time``), capped
    and rotated;
@@ -28,6 +36,7 @@ import json
 import os
 import select
 import signal
+import sys
 import time
 
 from .. import libc
@@ -44,35 +53,124 @@ def stop_marker(container_dir):
     return os.path.join(container_dir, _STOP_MARKER)
 
 
-def spawn(container, store, plan, rootfs_paths, cgroup_parent='ctr'):
-    """Start the monitor (which starts the container); returns the container's PID once it has exec'd.
+# The fresh interpreter's program; argv: root, package, cache, args_fd, report_fd, then the caller's
+# sys.path. ``root`` is the sys.path entry the engine package ``package`` is imported from under the
+# caller's own name (so the pickled records find their classes); the rest of the caller's path
+# follows it (-S skips site, which would add site-packages again, slowly). ``cache`` names the
+# bytecode cache module to install first (an engine in a zip), or is empty. Should the engine not
+# load, the caller hears "the monitor died before it reported", and the traceback is on its stderr.
+_BOOT = ("import sys, importlib as m; sys.path[:] = sys.argv[1:2] + sys.argv[6:]; "
+         "sys.argv[3] and m.import_module(sys.argv[3]).install(); "
+         "m.import_module(sys.argv[2] + '.runtime.monitor')._booted(int(sys.argv[4]), int(sys.argv[5]))")
 
-    Raises CtrError with the start sequence's own message when the container could not start.
+
+class Launcher:
+    """A monitor on its way up, then the container it started.
+
+    Made before the start's other work, so that the monitor's interpreter boots meanwhile; then
+    :meth:`start` once, or :meth:`close` to send it away (it exits at the end of its input).
     """
-    from ..errors import CtrError
 
-    report_r, report_w = os.pipe()
-    child = os.fork()
-    if child == 0:                                   # the intermediate: gone at once, the monitor is adopted
+    def __init__(self):
+        self._report_r, report_w = os.pipe()
+        args_r, self._args_w = os.pipe()
+        command = _boot_command(args_r, report_w)
+        child = os.fork()
+        if child == 0:                               # the intermediate: gone at once, the monitor is adopted
+            try:
+                os.close(self._report_r)
+                os.close(self._args_w)
+                os.setsid()
+                if os.fork() == 0:
+                    if command is not None:
+                        os.set_inheritable(args_r, True)
+                        os.set_inheritable(report_w, True)
+                        try:
+                            os.execv(command[0], command)
+                        except OSError:
+                            pass            # no interpreter to exec: this fork is the monitor
+                    _booted(args_r, report_w)
+            finally:
+                os._exit(0)
+        os.close(args_r)
+        os.close(report_w)
+        os.waitpid(child, 0)
+
+    def start(self, container, store, plan, rootfs_paths, cgroup_parent='ctr'):
+        """Hand the monitor its container; the container's PID once it has exec'd.
+
+        Raises CtrError with the start sequence's own message when the container could not start.
+        """
+        import pickle
+        from ..errors import CtrError
+        data = pickle.dumps((container, store, plan, rootfs_paths, cgroup_parent), protocol=4)
         try:
-            os.close(report_r)
-            os.setsid()
-            if os.fork() == 0:
-                _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._args_w, view):]
+        except BrokenPipeError:
+            pass                                # it died booting: its report says why
         finally:
-            os._exit(0)
-    os.close(report_w)
-    os.waitpid(child, 0)
-    with os.fdopen(report_r, 'rb') as report:
-        data = report.read()
-    try:
-        result = json.loads(data.decode('utf-8')) if data else {'error': 'the monitor died before it reported'}
-    except ValueError:
-        result = {'error': 'the monitor reported garbage: %r' % data[:200]}
-    if 'error' in result:
-        raise CtrError('container %s failed to start: %s' % (container.Name, result['error']),
-                       container=container.Name)
-    return result['pid']
+            self._close_args()
+        with os.fdopen(self._report_r, 'rb') as report:
+            self._report_r = None
+            data = report.read()
+        try:
+            result = json.loads(data.decode('utf-8')) if data else {'error': 'the monitor died before it reported'}
+        except ValueError:
+            result = {'error': 'the monitor reported garbage: %r' % data[:200]}
+        if 'error' in result:
+            raise CtrError('container %s failed to start: %s' % (container.Name, result['error']),
+                           container=container.Name)
+        return result['pid']
+
+    def close(self):
+        """Send an unused monitor away; nothing once :meth:`start` ran."""
+        self._close_args()
+        if self._report_r is not None:
+            os.close(self._report_r)
+            self._report_r = None
+
+    def _close_args(self):
+        if self._args_w is not None:
+            os.close(self._args_w)
+            self._args_w = None
+
+
+def _boot_command(args_fd, report_fd):
+    """The argv that execs the monitor's fresh interpreter; None when there is no interpreter to exec."""
+    if not sys.executable or not os.path.isabs(sys.executable):
+        return None
+    package = __name__.rsplit('.', 2)[0]                # the engine package: this is <package>.runtime.monitor
+    root = __file__
+    for dummy in range(package.count('.') + 3):         # monitor.py, runtime, the package's own parts
+        root = os.path.dirname(root)
+    cache = package.rpartition('.')[0] + '.bytecode_cache' if '.' in package else ''
+    if cache not in sys.modules:
+        cache = ''
+    path = [entry for entry in sys.path if entry and entry != root]
+    return [sys.executable, '-I', '-S', '-c', _BOOT, root, package, cache, str(args_fd), str(report_fd)] + path
+
+
+def _booted(args_fd, report_fd):
+    """The monitor, booted: its container from the launcher, or nothing (sent away)."""
+    import importlib
+    import pickle
+    for name in _BOOT_IMPORTS:
+        importlib.import_module('%s.runtime.%s' % (__name__.rsplit('.', 2)[0], name))
+    with os.fdopen(args_fd, 'rb') as args:
+        data = args.read()
+    if not data:
+        os._exit(0)
+    container, store, plan, rootfs_paths, cgroup_parent = pickle.loads(data)
+    _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_fd)
+
+
+# The modules of a container's run, imported while the caller is still busy rather than after the
+# hand-over. (What the monitor runs after its report, when the caller's engine files may be gone --
+# Ansible deletes the module's payload -- is imported by then anyway: by these modules' own imports,
+# by ``_monitor`` and by the unpickling; tests/integration/test_monitor.py deletes them to be sure.)
+_BOOT_IMPORTS = ('start', 'rootfs', 'cgroups', 'containers')
 
 
 class _Log:

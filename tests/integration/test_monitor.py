@@ -1,0 +1,157 @@
+# Copyright (c) daemonless.ctr contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The monitor as its own interpreter: booted ahead, handed its container, independent of the caller's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import helpers
+import pytest
+
+import ctr
+from ctr.errors import CtrError
+from ctr.runtime import monitor
+
+ENGINE = os.path.dirname(ctr.__file__)
+
+
+@pytest.fixture
+def runtime(store_root, busybox_rootfs):
+    with helpers.busybox_runtime(store_root, busybox_rootfs) as rt:
+        yield rt
+
+
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def _cmdline(pid):
+    with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+        return [part.decode() for part in handle.read().split(b'\0')[:-1]]
+
+
+def _processes_mentioning(text):
+    found = []
+    for name in os.listdir('/proc'):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                if any(text in part for part in _cmdline(int(name))):
+                    found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def _engine_copy(tmp_path):
+    """The engine in a directory of the test's own, which the test can delete under a running container."""
+    root = tmp_path / 'engine-copy'
+    shutil.copytree(ENGINE, str(root / 'ctr'), ignore=shutil.ignore_patterns('__pycache__'))
+    return root
+
+
+def test_the_monitor_is_a_fresh_interpreter_not_a_fork_of_its_caller(runtime):
+    c = runtime.create('busybox', command=['sleep', '30'], network_mode='none')
+    runtime.start(c.Id)
+    state = runtime.get(c.Id).State
+    argv = _cmdline(state.MonitorPid)
+    assert argv[:4] == [sys.executable, '-I', '-S', '-c']
+    assert argv[5:7] == [os.path.dirname(ENGINE), 'ctr']
+    with open('/proc/%d/comm' % state.MonitorPid) as handle:
+        assert handle.read().strip() == 'ctr-monitor'
+    assert os.getppid() != state.MonitorPid and open('/proc/%d/stat' % state.Pid).read().split()[3] == \
+        str(state.MonitorPid)                     # still the parent of the container's PID 1
+
+
+@pytest.mark.parametrize('network_mode', ['none', 'bridge'])
+def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, tmp_path, runtime, network_mode):
+    """As after an Ansible task, whose payload is deleted: the monitor restarts the container (on-failure:2),
+    records its exits and, at the end, unmounts, removes the cgroup and the network endpoint, from memory."""
+    copy = _engine_copy(tmp_path)
+    script = textwrap.dedent('''
+        import sys
+        sys.path.insert(0, %r)
+        from ctr.runtime.lifecycle import Runtime
+        rt = Runtime(%r)
+        c = rt.create('busybox', command=['sh', '-c', 'sleep 0.5; exit 3'], network_mode=%r,
+                      restart_policy='on-failure', restart_retries=2)
+        rt.start(c.Id)
+        print(c.Id)
+    ''' % (str(copy), str(store_root), network_mode))
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cid = done.stdout.split()[-1]
+    monitor_pid = runtime.get(cid).State.MonitorPid
+    assert str(copy) in _cmdline(monitor_pid)
+    shutil.rmtree(str(copy))
+    final = _wait_for(lambda: (lambda s: s if s.Status == 'exited' and not s.MonitorPid else None)(
+        runtime.get(cid).State), timeout=30)
+    assert final, 'the container did not come to rest: %r' % runtime.get(cid).State
+    assert (final.ExitCode, final.RestartCount, final.Error) == (3, 2, '')
+    assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
+    assert not [p for p in ('/sys/fs/cgroup/memory/ctr/' + cid, '/sys/fs/cgroup/unified/ctr/' + cid,
+                            '/sys/fs/cgroup/ctr/' + cid) if os.path.exists(p)]
+    out = subprocess.run(['ip', '-o', 'link', 'show'], capture_output=True, text=True, check=True).stdout
+    assert ('veth' + cid[:8]) not in out and cid[:8] not in out
+    assert ''.join(text for _s, text in runtime.logs(cid)) == ''
+
+
+def test_an_unused_launcher_goes_away(store_root, tmp_path):
+    copy = _engine_copy(tmp_path)
+    script = 'import sys\nsys.path.insert(0, %r)\nfrom ctr.runtime.lifecycle import Runtime\nRuntime(%r).prelaunch()\n' % (
+        str(copy), str(store_root))
+    subprocess.run([sys.executable, '-c', script], check=True, timeout=60)
+    assert _wait_for(lambda: not _processes_mentioning(str(copy)), timeout=10), 'a booted monitor stayed behind'
+
+
+def test_a_monitor_that_cannot_load_the_engine_fails_the_start_clearly(runtime, store_root, monkeypatch):
+    real = monitor._boot_command
+
+    def broken(args_fd, report_fd):
+        command = real(args_fd, report_fd)
+        command[5] = '/nonexistent/engine'      # root: the package is not there
+        command[11:] = []                       # nor anywhere on the caller's path
+        return command
+    monkeypatch.setattr(monitor, '_boot_command', broken)
+    c = runtime.create('busybox', command=['true'], network_mode='none')
+    with pytest.raises(CtrError) as info:
+        runtime.start(c.Id)
+    assert str(info.value) == 'container %s failed to start: the monitor died before it reported' % c.Name
+    assert not runtime.get(c.Id).State.Running
+    assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
+    monkeypatch.setattr(monitor, '_boot_command', real)
+    runtime.start(c.Id)
+    assert runtime.wait(c.Id, timeout=30) == 0
+
+
+def test_the_pickled_start_reaches_the_monitor_whole(runtime):
+    """Everything the start plan carries (env, user, workdir, mounts, limits) arrives in the booted monitor."""
+    c = runtime.create('busybox', command=['sh', '-c', 'echo $GREETING; id -u; pwd; cat /proc/self/status'],
+                       env={'GREETING': 'hi there'}, user='65534', working_dir='/tmp', network_mode='none',
+                       tmpfs=['/scratch'], pids_limit=64)
+    runtime.start(c.Id)
+    assert runtime.wait(c.Id, timeout=30) == 0
+    out = ''.join(text for _s, text in runtime.logs(c.Id)).splitlines()
+    assert out[:3] == ['hi there', '65534', '/tmp']
+    assert json.loads(json.dumps(runtime.inspect(runtime.get(c.Id))['HostConfig']['PidsLimit'])) == 64
+
+
+def test_without_an_interpreter_to_exec_the_monitor_is_a_fork(runtime, monkeypatch):
+    """An embedded Python has no sys.executable: the forked monitor then runs the container, as before."""
+    monkeypatch.setattr(sys, 'executable', '')
+    c = runtime.create('busybox', command=['sh', '-c', 'echo forked'], network_mode='none')
+    runtime.start(c.Id)
+    assert runtime.wait(c.Id, timeout=30) == 0
+    assert ''.join(text for _s, text in runtime.logs(c.Id)) == 'forked\n'
