@@ -346,8 +346,9 @@ if [ "$ANSIBLE_RUNS" -gt 0 ] && [ -n "$ANSIBLE_VENV" ] && [ -x "$ANSIBLE_VENV/bi
     read -r apss_ctr apss_ctr_n < <(apss_sum $apss_ctr_pids)
     # shellcheck disable=SC2086
     read -r apss_conmon apss_conmon_n < <(apss_sum $apss_podman_pids)
-    [ "$apss_ctr_n" = "$APSS" ] && [ "$apss_conmon_n" = "$APSS" ] ||
+    if [ "$apss_ctr_n" != "$APSS" ] || [ "$apss_conmon_n" != "$APSS" ]; then
         die "found $apss_ctr_n ctr monitors and $apss_conmon_n conmons for $APSS containers of each"
+    fi
     for ((i = 1; i <= APSS; i++)); do ctr rm -f "bench-apss$i" >/dev/null; podman rm -f -t 0 "bench-apss$i" >/dev/null; done
     log "PSS per monitor of a container started by an Ansible task: ctr ${apss_ctr} KiB, conmon ${apss_conmon} KiB"
     ratio3=$(bench_ratio "$work/run3.tsv" ctr_new podman_new)

@@ -90,14 +90,18 @@ def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, 
         rt.start(c.Id)
         print(c.Id)
     ''' % (str(copy), str(store_root), network_mode))
-    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     cid = done.stdout.split()[-1]
     monitor_pid = runtime.get(cid).State.MonitorPid
     assert str(copy) in _cmdline(monitor_pid)
     shutil.rmtree(str(copy))
-    final = _wait_for(lambda: (lambda s: s if s.Status == 'exited' and not s.MonitorPid else None)(
-        runtime.get(cid).State), timeout=30)
+
+    def at_rest():
+        state = runtime.get(cid).State
+        return state if state.Status == 'exited' and not state.MonitorPid else None
+
+    final = _wait_for(at_rest, timeout=30)
     assert final, 'the container did not come to rest: %r' % runtime.get(cid).State
     assert (final.ExitCode, final.RestartCount, final.Error) == (3, 2, '')
     assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]

@@ -49,7 +49,7 @@ def run_program(code, kind, major, minor, access):
             raise AssertionError('unexpected opcode %#x' % op)
 
 
-ACCESSES = [a for a in range(1, 8)]
+ACCESSES = list(range(1, 8))
 DEVICES = [(kind, major, minor) for kind in (BLOCK, CHAR) for major, minor in
            ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (1, 11), (5, 0), (5, 1), (5, 2), (5, 3), (136, 0), (136, 9999),
             (8, 0), (7, 0), (0, 0), (4095, 1048575))]
