@@ -341,7 +341,7 @@ if [ "$ANSIBLE_RUNS" -gt 0 ] && [ -n "$ANSIBLE_VENV" ] && [ -x "$ANSIBLE_VENV/bi
     done)
     apss_podman_pids=$(podman ps -q --filter name=bench-apss | xargs podman inspect --format '{{.State.ConmonPid}}')
     apss_sum() { local pid total=0 n=0; for pid in "$@"; do total=$((total + $(pss_kib "$pid"))); n=$((n + 1)); done
-                 awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f %d", (n ? t / n : 0), n }'; }
+                 awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f %d\n", (n ? t / n : 0), n }'; }
     # shellcheck disable=SC2086
     read -r apss_ctr apss_ctr_n < <(apss_sum $apss_ctr_pids)
     # shellcheck disable=SC2086

@@ -132,7 +132,9 @@ def test_a_monitor_that_cannot_load_the_engine_fails_the_start_clearly(runtime, 
     c = runtime.create('busybox', command=['true'], network_mode='none')
     with pytest.raises(CtrError) as info:
         runtime.start(c.Id)
-    assert str(info.value) == 'container %s failed to start: the monitor died before it reported' % c.Name
+    assert str(info.value).startswith('container %s failed to start: the monitor cannot load the engine from '
+                                      '/nonexistent/engine: No module named ' % c.Name), str(info.value)
+    assert '\n' not in str(info.value)
     assert not runtime.get(c.Id).State.Running
     assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
     monkeypatch.setattr(monitor, '_boot_command', real)
@@ -159,3 +161,32 @@ def test_without_an_interpreter_to_exec_the_monitor_is_a_fork(runtime, monkeypat
     runtime.start(c.Id)
     assert runtime.wait(c.Id, timeout=30) == 0
     assert ''.join(text for _s, text in runtime.logs(c.Id)) == 'forked\n'
+
+
+def test_a_caller_with_stdio_closed_still_hears_from_its_monitor(store_root, tmp_path, runtime):
+    """Pipes made by a process whose fds 0-2 are closed get those numbers; the monitor moves them above
+    stdio before taking /dev/null as its own, and the caller reads its report as usual."""
+    script = textwrap.dedent('''
+        import os, sys
+        sys.path.insert(0, %r)
+        for fd in (0, 1, 2):
+            os.close(fd)
+        from ctr.runtime.lifecycle import Runtime
+        rt = Runtime(%r)
+        c = rt.create('busybox', command=['sleep', '30'], network_mode='none', name='quiet')
+        rt.start(c.Id)
+        open(%r, 'w').write(str(rt.get(c.Id).State.Pid))
+    ''' % (os.path.dirname(ENGINE), str(store_root), str(tmp_path / 'pid')))
+    subprocess.run([sys.executable, '-c', script], timeout=60, check=True)
+    state = runtime.get('quiet').State
+    assert state.Running and (tmp_path / 'pid').read_text() == str(state.Pid)
+
+
+def test_the_module_output_pipe_closes_when_the_caller_exits_while_the_monitor_boots(store_root):
+    """A caller that prelaunches and exits at once: whoever reads its stdout and stderr to the end (Ansible)
+    sees the end right away, not when the booting monitor is done."""
+    script = 'import sys\nsys.path.insert(0, %r)\nfrom ctr.runtime.lifecycle import Runtime\n' \
+             'Runtime(%r).prelaunch()\nprint("bye")\n' % (os.path.dirname(ENGINE), str(store_root))
+    proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=30)         # returns at EOF on both pipes
+    assert (proc.returncode, out, err) == (0, b'bye\n', b'')

@@ -49,6 +49,23 @@ def run_program(code, kind, major, minor, access):
             raise AssertionError('unexpected opcode %#x' % op)
 
 
+def reachable(code):
+    """The indexes of the instructions some path reaches (jumps taken or not; exit ends a path)."""
+    insns = [struct.unpack_from('=BBhi', code, at) for at in range(0, len(code), 8)]
+    seen, todo = set(), [0]
+    while todo:
+        pc = todo.pop()
+        if pc in seen or pc >= len(insns):
+            continue
+        seen.add(pc)
+        op, off = insns[pc][0], insns[pc][2]
+        if op != 0x95:
+            todo.append(pc + 1)
+        if op == 0x55:
+            todo.append(pc + 1 + off)
+    return seen
+
+
 ACCESSES = list(range(1, 8))
 DEVICES = [(kind, major, minor) for kind in (BLOCK, CHAR) for major, minor in
            ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (1, 11), (5, 0), (5, 1), (5, 2), (5, 3), (136, 0), (136, 9999),
@@ -60,10 +77,12 @@ DEVICES = [(kind, major, minor) for kind in (BLOCK, CHAR) for major, minor in
     (),
     (Rule('a', None, None, 'rwm'),),
     (Rule('b', 8, None, 'r'), Rule('c', None, 3, 'w'), Rule('a', 1, 5, 'm')),
-], ids=['default', 'none', 'all', 'mixed'])
+    (Rule('c', 1, 3, 'rwm'), Rule('a', None, None, 'rwm'), Rule('b', 8, 0, 'r')),
+], ids=['default', 'none', 'all', 'mixed', 'all-in-the-middle'])
 def test_the_program_means_what_allows_says(rules):
     code = devices.program(rules)
     assert len(code) % 8 == 0
+    assert reachable(code) == set(range(len(code) // 8)), 'the verifier refuses unreachable instructions'
     for (kind, major, minor), access in itertools.product(DEVICES, ACCESSES):
         expected = devices.allows(rules, kind, major, minor, access)
         assert run_program(code, kind, major, minor, access) == int(expected), (kind, major, minor, access)
@@ -85,7 +104,26 @@ def test_v1_lines_are_dockers_default_list():
                                   'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm')
 
 
-@pytest.mark.parametrize('args', [('x', None, None, 'r'), ('c', 1, 3, ''), ('c', 1, 3, 'rx')])
+@pytest.mark.parametrize('args', [('x', None, None, 'r'), ('c', 1, 3, ''), ('c', 1, 3, 'rx'), ('c', 4096, 0, 'r'),
+                                  ('c', 1, 1 << 20, 'r'), ('b', -1, 0, 'r')])
 def test_a_bad_rule_is_refused(args):
     with pytest.raises(ValueError):
         Rule(*args)
+
+
+def test_a_load_refused_for_memlock_is_retried_with_the_limit_raised_then_put_back(monkeypatch):
+    """Kernels before 5.11 charge programs to RLIMIT_MEMLOCK and answer EPERM when it is spent."""
+    import resource
+    from ctr import libc
+    before = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    seen = []
+
+    def load(prog_type, code, name, log_size=0):
+        seen.append(resource.getrlimit(resource.RLIMIT_MEMLOCK))
+        if len(seen) == 1:
+            raise PermissionError(1, 'bpf: Operation not permitted')
+        return 42
+    monkeypatch.setattr(libc, 'bpf_prog_load', load)
+    assert devices._load(devices.program()) == 42
+    assert seen[0] == before and seen[1][0] == seen[1][1] and seen[1][0] in (resource.RLIM_INFINITY, before[1])
+    assert resource.getrlimit(resource.RLIMIT_MEMLOCK) == before

@@ -72,6 +72,20 @@ def _check(result, call, path=None):
     return result
 
 
+def _number(call, table):
+    """The system call number of ``call`` for this process's ABI, from ``table`` (64-bit machines).
+
+    Keyed by the kernel's machine name, which is this process's ABI only for a 64-bit process: a
+    32-bit Python on a 64-bit kernel (i386, armhf userlands) has other numbers, and gets ENOSYS.
+    """
+    machine = os.uname().machine
+    nr = table.get(machine) if struct.calcsize('P') == 8 else None
+    if nr is None:
+        raise OSError(38, '%s: no system call number known for a %d-bit process on %s'
+                      % (call, struct.calcsize('P') * 8, machine))
+    return nr
+
+
 def _b(path):
     return None if path is None else os.fsencode(path)
 
@@ -112,9 +126,7 @@ def setns(fd, nstype=0):
 
 def pivot_root(new_root, put_old):
     """pivot_root(2) has no glibc wrapper: it goes through syscall(2)."""
-    nr = {'x86_64': 155, 'aarch64': 41, 'riscv64': 41, 'ppc64le': 203, 's390x': 217}.get(os.uname().machine)
-    if nr is None:
-        raise OSError(38, 'pivot_root: no syscall number known for %s' % os.uname().machine)
+    nr = _number('pivot_root', {'x86_64': 155, 'aarch64': 41, 'riscv64': 41, 'ppc64le': 203, 's390x': 217})
     return _check(_lib().syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), 'pivot_root', new_root)
 
 
@@ -125,9 +137,7 @@ def sethostname(name):
 
 def join_session_keyring(name=None):
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring, so no key of the caller is reachable."""
-    nr = {'x86_64': 250, 'aarch64': 219, 'riscv64': 219, 'ppc64le': 288, 's390x': 280}.get(os.uname().machine)
-    if nr is None:
-        raise OSError(38, 'keyctl: no syscall number known for %s' % os.uname().machine)
+    nr = _number('keyctl', {'x86_64': 250, 'aarch64': 219, 'riscv64': 219, 'ppc64le': 288, 's390x': 280})
     return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(1), _b(name)), 'keyctl')
 
 
@@ -137,9 +147,7 @@ def signal_default(signum):
     For the signals glibc keeps to itself (32, 33), which Python's signal module
     cannot touch, but whose SIG_IGN a caller may still have left to survive execve.
     """
-    nr = {'x86_64': 13, 'aarch64': 134, 'riscv64': 134, 'ppc64le': 173, 's390x': 174}.get(os.uname().machine)
-    if nr is None:
-        raise OSError(38, 'rt_sigaction: no syscall number known for %s' % os.uname().machine)
+    nr = _number('rt_sigaction', {'x86_64': 13, 'aarch64': 134, 'riscv64': 134, 'ppc64le': 173, 's390x': 174})
     lib = _lib()
     action = ctypes.create_string_buffer(64)        # handler SIG_DFL (0), no flags, empty mask
     return _check(lib.syscall(ctypes.c_long(nr), ctypes.c_int(signum), action, None, ctypes.c_size_t(8)),
@@ -169,9 +177,7 @@ _BPF_ATTR_SIZE = 128                    # bigger than every field used here; the
 
 
 def _bpf(cmd, attr):
-    nr = {'x86_64': 321, 'aarch64': 280, 'riscv64': 280, 'ppc64le': 361, 's390x': 351}.get(os.uname().machine)
-    if nr is None:
-        raise OSError(38, 'bpf: no syscall number known for %s' % os.uname().machine)
+    nr = _number('bpf', {'x86_64': 321, 'aarch64': 280, 'riscv64': 280, 'ppc64le': 361, 's390x': 351})
     return _check(_lib().syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(_BPF_ATTR_SIZE)), 'bpf')
 
 
@@ -200,12 +206,14 @@ def bpf_prog_load(prog_type, program, name, license='GPL', log_size=0):
 
 def bpf_prog_attach(target_fd, prog_fd, attach_type, flags=0):
     """BPF_PROG_ATTACH of program ``prog_fd`` to the cgroup directory ``target_fd``."""
+    _lib()
     return _bpf(_BPF_PROG_ATTACH, ctypes.create_string_buffer(
         struct.pack('=IIII', target_fd, prog_fd, attach_type, flags), _BPF_ATTR_SIZE))
 
 
 def bpf_prog_detach(target_fd, prog_fd, attach_type):
     """BPF_PROG_DETACH of program ``prog_fd`` from the cgroup directory ``target_fd``."""
+    _lib()
     return _bpf(_BPF_PROG_DETACH, ctypes.create_string_buffer(
         struct.pack('=III', target_fd, prog_fd, attach_type), _BPF_ATTR_SIZE))
 
@@ -223,6 +231,7 @@ def bpf_prog_query(target_fd, attach_type, limit=64):
 
 def bpf_prog_get_fd_by_id(prog_id):
     """BPF_PROG_GET_FD_BY_ID: an fd of the loaded program ``prog_id``."""
+    _lib()
     return _bpf(_BPF_PROG_GET_FD_BY_ID, ctypes.create_string_buffer(struct.pack('=I', prog_id), _BPF_ATTR_SIZE))
 
 

@@ -45,7 +45,9 @@ class Rule:
     access: str                     # letters of "rwm"
 
     def __post_init__(self):
-        if self.kind not in _KINDS or not self.access or set(self.access) - set('rwm'):
+        if (self.kind not in _KINDS or not self.access or set(self.access) - set('rwm')
+                or not (self.major is None or 0 <= self.major < 1 << 12)
+                or not (self.minor is None or 0 <= self.minor < 1 << 20)):
             raise ValueError('bad device rule %r' % (self,))
 
     @property
@@ -132,7 +134,13 @@ def program(rules=DEFAULT_RULES):
         for index, (op, dst, src, imm) in enumerate(block):
             off = len(block) - index - 1 if op == _JNE_K else 0        # past the block's end
             code.append((op, dst, src, off, imm))
+        if len(block) == 2:
+            return _encode(code)    # a rule that allows everything: what follows could never run
     code += [(_MOV64_K, 0, 0, 0, 0), (_EXIT, 0, 0, 0, 0)]
+    return _encode(code)
+
+
+def _encode(code):
     return b''.join(_insn(op, dst, src, off, imm) for op, dst, src, off, imm in code)
 
 
@@ -156,7 +164,10 @@ def attach(directory, rules=DEFAULT_RULES):
         finally:
             os.close(prog)
         for prog_id in earlier:
-            _detach(fd, prog_id)
+            try:
+                _detach(fd, prog_id)
+            except OSError as exc:
+                raise _error('replace the device filter of', directory, exc) from None
     finally:
         os.close(fd)
 
@@ -185,12 +196,28 @@ def _open(directory):
 
 
 def _load(code):
+    """The program's fd. Kernels before 5.11 charge eBPF memory to RLIMIT_MEMLOCK (often 64 KiB,
+    shared with systemd's programs) and say EPERM when it is spent: the limit is then raised for
+    the load alone and put back, since the container inherits it. A verifier refusal is retried
+    with its log, for the message."""
     try:
         return libc.bpf_prog_load(libc.BPF_PROG_TYPE_CGROUP_DEVICE, code, 'ctr_devices')
+    except PermissionError:
+        pass
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.EACCES):
             raise
-    return libc.bpf_prog_load(libc.BPF_PROG_TYPE_CGROUP_DEVICE, code, 'ctr_devices', log_size=1 << 16)
+        return libc.bpf_prog_load(libc.BPF_PROG_TYPE_CGROUP_DEVICE, code, 'ctr_devices', log_size=1 << 16)
+    import resource
+    before = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (OSError, ValueError):       # no CAP_SYS_RESOURCE: as far as the hard limit goes
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (before[1], before[1]))
+    try:
+        return libc.bpf_prog_load(libc.BPF_PROG_TYPE_CGROUP_DEVICE, code, 'ctr_devices')
+    finally:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, before)
 
 
 def _detach(fd, prog_id):
@@ -209,7 +236,8 @@ def _detach(fd, prog_id):
 def _error(what, directory, exc):
     hint = ''
     if exc.errno in (errno.EPERM, errno.EACCES):
-        hint = ' (loading eBPF programs needs CAP_SYS_ADMIN or CAP_BPF, and a kernel that allows it)'
+        hint = (' (loading eBPF programs needs CAP_SYS_ADMIN or CAP_BPF, a seccomp filter and kernel that allow '
+                'bpf(2), and, before Linux 5.11, enough RLIMIT_MEMLOCK)')
     elif exc.errno in (errno.EINVAL, errno.ENOSYS):
         hint = ' (the kernel needs CONFIG_CGROUP_BPF)'
     reason = exc.strerror or str(exc)

@@ -57,44 +57,58 @@ def stop_marker(container_dir):
 # sys.path. ``root`` is the sys.path entry the engine package ``package`` is imported from under the
 # caller's own name (so the pickled records find their classes); the rest of the caller's path
 # follows it (-S skips site, which would add site-packages again, slowly). ``cache`` names the
-# bytecode cache module to install first (an engine in a zip), or is empty. Should the engine not
-# load, the caller hears "the monitor died before it reported", and the traceback is on its stderr.
-_BOOT = ("import sys, importlib as m; sys.path[:] = sys.argv[1:2] + sys.argv[6:]; "
-         "sys.argv[3] and m.import_module(sys.argv[3]).install(); "
-         "m.import_module(sys.argv[2] + '.runtime.monitor')._booted(int(sys.argv[4]), int(sys.argv[5]))")
+# bytecode cache module to install first (an engine in a zip), or is empty. Its stdio is /dev/null:
+# an engine that does not load is reported on report_fd (to nobody, if the caller went away).
+_BOOT = """import importlib, json, os, sys
+try:
+    sys.path[:] = sys.argv[1:2] + sys.argv[6:]
+    if sys.argv[3]:
+        importlib.import_module(sys.argv[3]).install()
+    monitor = importlib.import_module(sys.argv[2] + '.runtime.monitor')
+except BaseException as exc:
+    try:
+        os.write(int(sys.argv[5]), json.dumps({'error': 'the monitor cannot load the engine from %s: %s'
+                                                        % (sys.argv[1], exc)}).encode())
+    except BaseException:
+        pass
+    raise SystemExit(1)
+monitor._booted(int(sys.argv[4]), int(sys.argv[5]))
+"""
 
 
 class Launcher:
     """A monitor on its way up, then the container it started.
 
     Made before the start's other work, so that the monitor's interpreter boots meanwhile; then
-    :meth:`start` once, or :meth:`close` to send it away (it exits at the end of its input).
+    :meth:`start` once, or :meth:`close` (or losing it) to send it away: it exits at the end of its
+    input. It holds none of the caller's descriptors but its two pipes, so a caller that exits
+    (a module whose output Ansible reads to its end) is not held up by it.
     """
+
+    _args_w = _report_r = None
 
     def __init__(self):
         self._report_r, report_w = os.pipe()
         args_r, self._args_w = os.pipe()
-        command = _boot_command(args_r, report_w)
-        child = os.fork()
-        if child == 0:                               # the intermediate: gone at once, the monitor is adopted
-            try:
-                os.close(self._report_r)
-                os.close(self._args_w)
-                os.setsid()
-                if os.fork() == 0:
-                    if command is not None:
-                        os.set_inheritable(args_r, True)
-                        os.set_inheritable(report_w, True)
-                        try:
-                            os.execv(command[0], command)
-                        except OSError:
-                            pass            # no interpreter to exec: this fork is the monitor
-                    _booted(args_r, report_w)
-            finally:
-                os._exit(0)
-        os.close(args_r)
-        os.close(report_w)
-        os.waitpid(child, 0)
+        try:
+            command = _boot_command(args_r, report_w)
+            child = os.fork()
+            if child == 0:                           # the intermediate: gone at once, the monitor is adopted
+                try:
+                    os.close(self._report_r)
+                    os.close(self._args_w)
+                    os.setsid()
+                    if os.fork() == 0:
+                        _grandchild(command, args_r, report_w)
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(args_r)
+            os.close(report_w)
 
     def start(self, container, store, plan, rootfs_paths, cgroup_parent='ctr'):
         """Hand the monitor its container; the container's PID once it has exec'd.
@@ -131,10 +145,36 @@ class Launcher:
             os.close(self._report_r)
             self._report_r = None
 
+    __del__ = close
+
     def _close_args(self):
         if self._args_w is not None:
             os.close(self._args_w)
             self._args_w = None
+
+
+def _grandchild(command, args_r, report_w):
+    """The monitor-to-be: off the caller's stdio, then the fresh interpreter (or, failing that, this fork)."""
+    import fcntl
+    fds = []
+    for fd in (args_r, report_w):               # above 0-2, which /dev/null takes over next
+        fds.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd)
+    args_r, report_w = fds
+    devnull = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != devnull:
+            os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    if command is not None:
+        command[8:10] = [str(args_r), str(report_w)]
+        os.set_inheritable(args_r, True)
+        os.set_inheritable(report_w, True)
+        try:
+            os.execv(command[0], command)
+        except OSError:
+            pass                                # no interpreter to exec: this fork is the monitor
+    _booted(args_r, report_w)
 
 
 def _boot_command(args_fd, report_fd):
@@ -156,6 +196,7 @@ def _booted(args_fd, report_fd):
     """The monitor, booted: its container from the launcher, or nothing (sent away)."""
     import importlib
     import pickle
+    os.set_inheritable(report_fd, False)        # the container's init closes it anyway; nothing else may have it
     for name in _BOOT_IMPORTS:
         importlib.import_module('%s.runtime.%s' % (__name__.rsplit('.', 2)[0], name))
     with os.fdopen(args_fd, 'rb') as args:
