@@ -62,7 +62,8 @@ def _engine_copy(tmp_path):
     return root
 
 
-def test_the_monitor_is_a_fresh_interpreter_not_a_fork_of_its_caller(runtime):
+def test_the_monitor_of_a_heavy_caller_is_a_fresh_interpreter_not_a_fork(runtime, monkeypatch):
+    monkeypatch.setattr(monitor, 'FRESH_ABOVE', 0)
     c = runtime.create('busybox', command=['sleep', '30'], network_mode='none')
     runtime.start(c.Id)
     state = runtime.get(c.Id).State
@@ -75,13 +76,27 @@ def test_the_monitor_is_a_fresh_interpreter_not_a_fork_of_its_caller(runtime):
         str(state.MonitorPid)                     # still the parent of the container's PID 1
 
 
+def test_the_monitor_of_a_light_caller_is_a_fork(runtime, monkeypatch):
+    monkeypatch.setattr(monitor, 'FRESH_ABOVE', 1 << 40)
+    c = runtime.create('busybox', command=['sleep', '30'], network_mode='none')
+    runtime.start(c.Id)
+    state = runtime.get(c.Id).State
+    assert _cmdline(state.MonitorPid) == _cmdline(os.getpid())
+    with open('/proc/%d/comm' % state.MonitorPid) as handle:
+        assert handle.read().strip() == 'ctr-monitor'
+
+
 @pytest.mark.parametrize('network_mode', ['none', 'bridge'])
-def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, tmp_path, runtime, network_mode):
-    """As after an Ansible task, whose payload is deleted: the monitor restarts the container (on-failure:2),
-    records its exits and, at the end, unmounts, removes the cgroup and the network endpoint, from memory."""
+@pytest.mark.parametrize('ballast', [0, 32], ids=['light-caller', 'heavy-caller'])
+def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, tmp_path, runtime, network_mode,
+                                                                    ballast):
+    """As after an Ansible task, whose payload is deleted: the monitor (forked, or a fresh interpreter for a
+    caller that weighs ``ballast`` MiB more) restarts the container (on-failure:2), records its exits and, at
+    the end, unmounts, removes the cgroup and the network endpoint, from memory."""
     copy = _engine_copy(tmp_path)
     script = textwrap.dedent('''
         import sys
+        ballast = b'x' * (%d << 20)
         sys.path.insert(0, %r)
         from ctr.runtime.lifecycle import Runtime
         rt = Runtime(%r)
@@ -89,12 +104,12 @@ def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, 
                       restart_policy='on-failure', restart_retries=2)
         rt.start(c.Id)
         print(c.Id)
-    ''' % (str(copy), str(store_root), network_mode))
+    ''' % (ballast, str(copy), str(store_root), network_mode))
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     cid = done.stdout.split()[-1]
-    monitor_pid = runtime.get(cid).State.MonitorPid
-    assert str(copy) in _cmdline(monitor_pid)
+    argv = _cmdline(runtime.get(cid).State.MonitorPid)
+    assert (argv[1:3] == ['-I', '-S'] and str(copy) in argv) is bool(ballast), argv
     shutil.rmtree(str(copy))
 
     def at_rest():
@@ -114,13 +129,14 @@ def test_restarts_and_cleanup_work_after_the_callers_files_are_gone(store_root, 
 
 def test_an_unused_launcher_goes_away(store_root, tmp_path):
     copy = _engine_copy(tmp_path)
-    script = 'import sys\nsys.path.insert(0, %r)\nfrom ctr.runtime.lifecycle import Runtime\nRuntime(%r).prelaunch()\n' % (
-        str(copy), str(store_root))
+    script = ('import sys\nballast = b"x" * (32 << 20)\nsys.path.insert(0, %r)\n'
+              'from ctr.runtime.lifecycle import Runtime\nRuntime(%r).prelaunch()\n' % (str(copy), str(store_root)))
     subprocess.run([sys.executable, '-c', script], check=True, timeout=60)
     assert _wait_for(lambda: not _processes_mentioning(str(copy)), timeout=10), 'a booted monitor stayed behind'
 
 
 def test_a_monitor_that_cannot_load_the_engine_fails_the_start_clearly(runtime, store_root, monkeypatch):
+    monkeypatch.setattr(monitor, 'FRESH_ABOVE', 0)
     real = monitor._boot_command
 
     def broken(args_fd, report_fd):
@@ -163,11 +179,13 @@ def test_without_an_interpreter_to_exec_the_monitor_is_a_fork(runtime, monkeypat
     assert ''.join(text for _s, text in runtime.logs(c.Id)) == 'forked\n'
 
 
-def test_a_caller_with_stdio_closed_still_hears_from_its_monitor(store_root, tmp_path, runtime):
+@pytest.mark.parametrize('ballast', [0, 32], ids=['light-caller', 'heavy-caller'])
+def test_a_caller_with_stdio_closed_still_hears_from_its_monitor(store_root, tmp_path, runtime, ballast):
     """Pipes made by a process whose fds 0-2 are closed get those numbers; the monitor moves them above
     stdio before taking /dev/null as its own, and the caller reads its report as usual."""
     script = textwrap.dedent('''
         import os, sys
+        ballast = b'x' * (%d << 20)
         sys.path.insert(0, %r)
         for fd in (0, 1, 2):
             os.close(fd)
@@ -176,7 +194,7 @@ def test_a_caller_with_stdio_closed_still_hears_from_its_monitor(store_root, tmp
         c = rt.create('busybox', command=['sleep', '30'], network_mode='none', name='quiet')
         rt.start(c.Id)
         open(%r, 'w').write(str(rt.get(c.Id).State.Pid))
-    ''' % (os.path.dirname(ENGINE), str(store_root), str(tmp_path / 'pid')))
+    ''' % (ballast, os.path.dirname(ENGINE), str(store_root), str(tmp_path / 'pid')))
     subprocess.run([sys.executable, '-c', script], timeout=60, check=True)
     state = runtime.get('quiet').State
     assert state.Running and (tmp_path / 'pid').read_text() == str(state.Pid)
@@ -185,7 +203,7 @@ def test_a_caller_with_stdio_closed_still_hears_from_its_monitor(store_root, tmp
 def test_the_module_output_pipe_closes_when_the_caller_exits_while_the_monitor_boots(store_root):
     """A caller that prelaunches and exits at once: whoever reads its stdout and stderr to the end (Ansible)
     sees the end right away, not when the booting monitor is done."""
-    script = 'import sys\nsys.path.insert(0, %r)\nfrom ctr.runtime.lifecycle import Runtime\n' \
+    script = 'import sys\nballast = b"x" * (32 << 20)\nsys.path.insert(0, %r)\nfrom ctr.runtime.lifecycle import Runtime\n' \
              'Runtime(%r).prelaunch()\nprint("bye")\n' % (os.path.dirname(ENGINE), str(store_root))
     proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=30)         # returns at EOF on both pipes

@@ -53,8 +53,9 @@ class Runtime:
         self._launcher = None
 
     def prelaunch(self):
-        """Launch the monitor of this runtime's next start now: its interpreter boots while the caller
-        goes on (creating the container, say). Unused, it goes away when this process exits."""
+        """Launch the monitor of this runtime's next start now, when it is to be a fresh interpreter
+        (see monitor.FRESH_ABOVE): it boots while the caller goes on (creating the container, say).
+        Unused, it goes away when this process exits or drops the runtime."""
         if self._launcher is None:
             from . import monitor
             self._launcher = monitor.Launcher()

@@ -4,14 +4,15 @@
 
 A :class:`Launcher` (made by the caller, the CLI or a module, as a start begins)
 double-forks the monitor into its own session, so it outlives the caller and is
-adopted by init, and the monitor execs a fresh interpreter (``python -I -S``) that
+adopted by init. A fork keeps its caller's whole heap for the container's
+lifetime, so when the caller is heavy (an Ansible module: about 15 MB of its own,
+see ``FRESH_ABOVE``) the monitor execs a fresh interpreter (``python -I -S``) that
 imports only the engine modules a monitor needs, from where the caller's engine
-is (the AnsiballZ zip, still there while the module waits). A fork alone would
-keep the caller's whole heap for the container's lifetime: an Ansible module's
-is about 20 MB. The boot runs while the caller prepares the rootfs and the
-network; :meth:`Launcher.start` then sends it the container, the store, the
-start plan and the rootfs paths (pickled, over a pipe between our own
-processes) and waits for its report. The monitor closes every descriptor it
+is (the AnsiballZ zip, still there while the module waits). Either way the
+monitor gets ready while the caller prepares the rootfs and the network;
+:meth:`Launcher.start` then sends it the container, the store, the start plan
+and the rootfs paths (pickled, over a pipe between our own processes) and waits
+for its report. The monitor closes every descriptor it
 inherited (Ansible reads the module's stdout and stderr until EOF) and then,
 for each run of the container:
 
@@ -79,53 +80,42 @@ monitor._booted(int(sys.argv[4]), int(sys.argv[5]))
 class Launcher:
     """A monitor on its way up, then the container it started.
 
-    Made before the start's other work, so that the monitor's interpreter boots meanwhile; then
-    :meth:`start` once, or :meth:`close` (or losing it) to send it away: it exits at the end of its
-    input. It holds none of the caller's descriptors but its two pipes, so a caller that exits
-    (a module whose output Ansible reads to its end) is not held up by it.
+    Made as a start begins. For a caller that gets a fresh interpreter as its monitor (see
+    ``FRESH_ABOVE``) that interpreter is launched at once, to boot while the caller prepares the
+    rootfs and the network; a forked monitor is forked by :meth:`start`, from a caller that by then
+    holds the container's records. :meth:`start` once, or :meth:`close` (or dropping it) to send a
+    booting monitor away: it exits at the end of its input. A monitor holds none of the caller's
+    descriptors but its pipes, so a caller that exits (a module whose output Ansible reads to its
+    end) is not held up by it.
     """
 
     _args_w = _report_r = None
 
     def __init__(self):
-        self._report_r, report_w = os.pipe()
-        args_r, self._args_w = os.pipe()
-        try:
-            command = _boot_command(args_r, report_w)
-            child = os.fork()
-            if child == 0:                           # the intermediate: gone at once, the monitor is adopted
-                try:
-                    os.close(self._report_r)
-                    os.close(self._args_w)
-                    os.setsid()
-                    if os.fork() == 0:
-                        _grandchild(command, args_r, report_w)
-                finally:
-                    os._exit(0)
-            os.waitpid(child, 0)
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            os.close(args_r)
-            os.close(report_w)
+        self._fresh = _fresh_monitor()
+        if self._fresh:
+            self._launch(None)
 
     def start(self, container, store, plan, rootfs_paths, cgroup_parent='ctr'):
         """Hand the monitor its container; the container's PID once it has exec'd.
 
         Raises CtrError with the start sequence's own message when the container could not start.
         """
-        import pickle
         from ..errors import CtrError
-        data = pickle.dumps((container, store, plan, rootfs_paths, cgroup_parent), protocol=4)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._args_w, view):]
-        except BrokenPipeError:
-            pass                                # it died booting: its report says why
-        finally:
-            self._close_args()
+        payload = (container, store, plan, rootfs_paths, cgroup_parent)
+        if self._fresh:
+            import pickle
+            data = pickle.dumps(payload, protocol=4)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._args_w, view):]
+            except BrokenPipeError:
+                pass                            # it died booting: its report says why
+            finally:
+                self._close_args()
+        else:
+            self._launch(payload)
         with os.fdopen(self._report_r, 'rb') as report:
             self._report_r = None
             data = report.read()
@@ -152,35 +142,90 @@ class Launcher:
             os.close(self._args_w)
             self._args_w = None
 
+    def _launch(self, payload):
+        """Double-fork the monitor into a session of its own (adopted by init once the intermediate
+        exits): with ``payload``, the forked monitor of that container; without, the fresh
+        interpreter, which reads its payload from the args pipe."""
+        self._report_r, report_w = os.pipe()
+        args_r = None
+        if payload is None:
+            args_r, self._args_w = os.pipe()
+        try:
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.close(self._report_r)
+                    if self._args_w is not None:
+                        os.close(self._args_w)
+                    os.setsid()
+                    if os.fork() == 0:
+                        _grandchild(payload, args_r, report_w)
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(report_w)
+            if args_r is not None:
+                os.close(args_r)
 
-def _grandchild(command, args_r, report_w):
-    """The monitor-to-be: off the caller's stdio, then the fresh interpreter (or, failing that, this fork)."""
+
+def _grandchild(payload, args_r, report_w):
+    """The monitor-to-be: off the caller's stdio (its pipes moved above 0-2 first), then the container's
+    monitor (``payload``) or the fresh interpreter (failing that, this fork reads the args pipe)."""
     import fcntl
-    fds = []
-    for fd in (args_r, report_w):               # above 0-2, which /dev/null takes over next
-        fds.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd)
-    args_r, report_w = fds
+    report_w = fcntl.fcntl(report_w, fcntl.F_DUPFD_CLOEXEC, 3) if report_w < 3 else report_w
+    if args_r is not None and args_r < 3:
+        args_r = fcntl.fcntl(args_r, fcntl.F_DUPFD_CLOEXEC, 3)
     devnull = os.open('/dev/null', os.O_RDWR)
     for fd in (0, 1, 2):
         if fd != devnull:
             os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
-    if command is not None:
-        command[8:10] = [str(args_r), str(report_w)]
-        os.set_inheritable(args_r, True)
-        os.set_inheritable(report_w, True)
-        try:
-            os.execv(command[0], command)
-        except OSError:
-            pass                                # no interpreter to exec: this fork is the monitor
+    if payload is not None:
+        _monitor(*payload, report_w)
+    command = _boot_command(args_r, report_w)
+    os.set_inheritable(args_r, True)
+    os.set_inheritable(report_w, True)
+    try:
+        os.execv(command[0], command)
+    except OSError:
+        pass                                    # the interpreter is gone: this fork is the monitor
     _booted(args_r, report_w)
 
 
+# A caller heavier than this (its own anonymous memory) gets a fresh interpreter as the monitor of
+# its container. A forked monitor keeps what its caller weighed for the container's lifetime; a
+# fresh one weighs about 6 MB (PSS) and costs about 30 ms of CPU to boot, beside the caller's work.
+# An Ansible module (15 MB and more: Ansible's module_utils) is well above; the CLI (5.5 to 8 MB
+# when it launches, the more when it compiled its modules) is below, and its forked monitors weigh
+# about 8.4 MB.
+FRESH_ABOVE = 12 << 20
+
+
+def _caller_weight():
+    """This process's anonymous resident memory in bytes (RssAnon), 0 when unknown."""
+    try:
+        with open('/proc/self/status', 'rb') as handle:
+            for line in handle:
+                if line.startswith(b'RssAnon:'):
+                    return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _fresh_monitor():
+    """Whether this caller's monitor is a fresh interpreter: it weighs more than FRESH_ABOVE and has
+    an interpreter to exec."""
+    return bool(sys.executable) and os.path.isabs(sys.executable) and _caller_weight() > FRESH_ABOVE
+
+
 def _boot_command(args_fd, report_fd):
-    """The argv that execs the monitor's fresh interpreter; None when there is no interpreter to exec."""
-    if not sys.executable or not os.path.isabs(sys.executable):
-        return None
+    """The argv that execs the monitor's fresh interpreter, reading its payload from ``args_fd``."""
     package = __name__.rsplit('.', 2)[0]                # the engine package: this is <package>.runtime.monitor
     root = __file__
     for dummy in range(package.count('.') + 3):         # monitor.py, runtime, the package's own parts
@@ -193,7 +238,7 @@ def _boot_command(args_fd, report_fd):
 
 
 def _booted(args_fd, report_fd):
-    """The monitor, booted: its container from the launcher, or nothing (sent away)."""
+    """The fresh monitor: its container from the launcher, or nothing (sent away)."""
     import importlib
     import pickle
     os.set_inheritable(report_fd, False)        # the container's init closes it anyway; nothing else may have it
