@@ -327,6 +327,8 @@ def work(module):
     check = module.check_mode
     rt = Runtime(p['root'])
     existing = rt.find(p['name'], prefixes=False)
+    if not check and p['state'] == 'started' and (existing is None or not existing.State.Running or p['restart']):
+        rt.prelaunch()          # a start is coming: the monitor boots while the container is planned and made
     before = _summary(rt, existing)
     actions = []
 
@@ -353,9 +355,8 @@ def work(module):
     differences = rt.differences(existing, planned) if existing is not None and planned is not None else []
 
     container = existing
-    if not check and p['state'] == 'started' and (existing is None or differences or p['recreate'] or p['restart']
-                                                  or not existing.State.Running):
-        rt.prelaunch()          # the monitor boots while the container is made
+    if not check and p['state'] == 'started' and (differences or p['recreate']):
+        rt.prelaunch()          # recreated, so started: the monitor boots while the container is made
     if existing is not None and (differences or p['recreate']):
         actions.append('recreated %s (%s)' % (p['name'], ', '.join(differences) or 'recreate requested'))
         if not check:
