@@ -26,12 +26,12 @@ import uuid
 import pytest
 
 from ctr.errors import CtrError
-from ctr.runtime import cgroups, devices
+from ctr.runtime import cgrouplayout, cgroups, devices
 from ctr.runtime.cgroups import Cgroup, Limits
 
 MiB = 1 << 20
 HOST_MOUNTINFO = open('/proc/self/mountinfo', encoding='utf-8').read()
-HOST_LAYOUT = cgroups.parse_mountinfo(HOST_MOUNTINFO)
+HOST_LAYOUT = cgrouplayout.parse_mountinfo(HOST_MOUNTINFO)
 
 
 def _only(predicate):
@@ -58,12 +58,12 @@ VIEWS = _views()
 def views_with(*needed):
     """The views whose served controllers include every one of ``needed``."""
     return [pytest.param(text, id=name) for name, text in VIEWS.items()
-            if set(needed) <= set(cgroups.controllers(text))]
+            if set(needed) <= set(cgrouplayout.controllers(text))]
 
 
 def views_without(controller):
     return [pytest.param(text, id=name) for name, text in VIEWS.items()
-            if controller not in cgroups.controllers(text)]
+            if controller not in cgrouplayout.controllers(text)]
 
 
 ALL_VIEWS = [pytest.param(text, id=name) for name, text in VIEWS.items()]
@@ -195,7 +195,7 @@ def test_limits_are_written_and_read_back(parent, mountinfo):
     cg = Cgroup.create('c1', Limits(memory=32 * MiB, cpus=0.5, pids=8), parent=parent, mountinfo=mountinfo)
     assert cg.limits() == Limits(memory=32 * MiB, cpus=0.5, pids=8)
     paths = cg.paths
-    if cgroups.controllers(mountinfo)['cpu'] == 1:
+    if cgrouplayout.controllers(mountinfo)['cpu'] == 1:
         assert _read(os.path.join(paths['cpu'], 'cpu.cfs_quota_us')) == '50000'
         assert _read(os.path.join(paths['cpu'], 'cpu.cfs_period_us')) == '100000'
         assert _read(os.path.join(paths['pids'], 'pids.max')) == '8'
@@ -345,7 +345,7 @@ def test_destroy_kills_everything_and_leaves_no_directory(parent, procs, mountin
 
 
 HYBRID_VIEWS = [pytest.param(text, id=name) for name, text in VIEWS.items()
-                if cgroups.read_layout(text).kind == 'hybrid']
+                if cgrouplayout.read_layout(text).kind == 'hybrid']
 
 
 @pytest.mark.parametrize('mountinfo', HYBRID_VIEWS)
@@ -390,7 +390,7 @@ def test_devices_a_default_cgroup_may_open(parent, procs, mountinfo, allow_all, 
     devices list where the view has that controller, by the eBPF program on the cgroup2 directory where
     it has a cgroup2 tree (the only filter of a unified host). Privileged: everything opens."""
     cg = Cgroup.create('c10', parent=parent, mountinfo=mountinfo, allow_all_devices=allow_all)
-    layout = cgroups.read_layout(mountinfo)
+    layout = cgrouplayout.read_layout(mountinfo)
     assert cg.devices_restricted is not allow_all
     if layout.v2 is not None:
         assert devices.attached(cg.paths[cgroups.UNIFIED]) == (0 if allow_all else 1)

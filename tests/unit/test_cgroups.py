@@ -11,7 +11,8 @@ import pytest
 
 from ctr.errors import CtrError, InvalidArgument, KernelError
 from ctr.runtime import cgroups, devices
-from ctr.runtime.cgroups import Cgroup, parse_mountinfo
+from ctr.runtime.cgrouplayout import cgroup_paths, parse_mountinfo
+from ctr.runtime.cgroups import Cgroup
 from ctr.runtime.limits import Limits, parse_cpus, parse_memory, parse_pids_limit
 
 MiB = 1 << 20
@@ -234,7 +235,7 @@ def test_parse_mountinfo_skips_malformed_lines():
 
 def test_cgroup_paths_of_a_proc_cgroup_file():
     text = '9:name=systemd:/\n4:memory:/ctr/abc\n1:cpu,cpuacct:/ctr/abc\n0::/ctr/abc\n'
-    assert cgroups.cgroup_paths(text) == {'/', '/ctr/abc'}
+    assert cgroup_paths(text) == {'/', '/ctr/abc'}
 
 
 # -- a fake cgroup tree ----------------------------------------------------------------------------

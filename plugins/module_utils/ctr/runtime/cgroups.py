@@ -10,15 +10,15 @@ Three layouts exist, told apart by ``/proc/self/mountinfo``:
   cgroup2 tree (``/sys/fs/cgroup/unified``) holds few or none of them.
 * ``legacy``: v1 hierarchies only.
 
-One rule covers all three: a controller is served by the v1 hierarchy it is mounted on,
-else by the cgroup2 tree when that tree's root lists it in ``cgroup.controllers``. A
-container's directory is ``<mount point>/<parent>/<name>`` (``name`` is the container's
+One rule covers all three (:mod:`cgrouplayout` reads the layout): a controller is served by
+the v1 hierarchy it is mounted on, else by the cgroup2 tree when that tree's root lists it in
+``cgroup.controllers``. A container's directory is ``<mount point>/<parent>/<name>`` (``name`` is the container's
 64-hex ID, ``parent`` is ``ctr`` unless told otherwise) in each v1 hierarchy it joins, and in
 the cgroup2 tree whenever there is one: that directory gives ``cgroup.kill``,
 ``cgroup.freeze`` and ``cgroup.events`` even when it serves no controller.
 
 Every write to a cgroup file goes through :func:`_write`, which turns an ``OSError`` into
-:class:`KernelError` naming the file. Parsers take text, so tests feed them fixtures.
+:class:`KernelError` naming the file.
 """
 
 from __future__ import annotations
@@ -29,19 +29,15 @@ import signal
 import time
 
 from ..errors import CtrError, KernelError
-from ..fsutil import unescape_mountinfo
-from ..records import record
 from ..regex import lazy
 from . import devices
+from .cgrouplayout import V2_CONTROLLERS, cgroup_paths, read as _read, read_layout, served as _served
 from .limits import PERIOD_US, Limits, invalid as _invalid, quota as _quota
 
 DEFAULT_PARENT = 'ctr'
 UNIFIED = 'unified'                 # the key of the cgroup2 directory in Cgroup.paths
 V1_UNLIMITED = 1 << 62              # v1 reads back "no limit" as LONG_MAX rounded down to a page
 
-# The v1 hierarchies a container joins, when mounted, and the controllers it may get from cgroup2.
-V1_CONTROLLERS = ('memory', 'cpu', 'cpuacct', 'pids', 'freezer', 'devices')
-V2_CONTROLLERS = ('memory', 'cpu', 'pids')
 # The option each limit comes from, and the controller that enforces it.
 LIMIT_CONTROLLERS = (('memory', 'memory'), ('cpus', 'cpu'), ('pids_limit', 'pids'))
 
@@ -50,98 +46,7 @@ KILL_TIMEOUT = 10.0
 RMDIR_TIMEOUT = 5.0
 MAKE_ATTEMPTS = 10                  # a concurrent destroy may remove an empty parent under a create
 
-# v1 super options that are not controller names.
-_V1_OPTIONS = frozenset(('rw', 'ro', 'noprefix', 'xattr', 'clone_children', 'cpuset_v2_mode',
-                         'favordynmods', 'all', 'none'))
 _NAME = lazy(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,254}')
-
-
-# -- layout ----------------------------------------------------------------------------------------
-
-@record(frozen=True)
-class Mount:
-    """One mounted cgroup hierarchy."""
-
-    version: int                    # 1 or 2
-    point: str                      # where it is mounted
-    root: str                       # the cgroup at the mount's root, relative to the hierarchy's root
-    controllers: frozenset          # v1: the controllers (and name=...) bound to it; v2: empty
-
-
-@record(frozen=True)
-class Layout:
-    """The cgroup hierarchies mounted on a host."""
-
-    kind: str                       # 'unified', 'hybrid', 'legacy' or 'none'
-    v1: tuple[Mount, ...]
-    v2: Mount | None
-
-    def v1_mount(self, controller):
-        for mount in self.v1:
-            if controller in mount.controllers:
-                return mount
-        return None
-
-
-def parse_mountinfo(text):
-    """The cgroup :class:`Layout` described by the text of a ``/proc/PID/mountinfo``.
-
-    The first mount of a hierarchy wins; later mounts of it (bind mounts) are ignored.
-    """
-    v1, seen, v2 = [], set(), None
-    for line in text.splitlines():
-        fields = line.split(' ')
-        if '-' not in fields[6:]:
-            continue
-        sep = fields.index('-', 6)
-        if len(fields) < sep + 4:
-            continue
-        fstype, options = fields[sep + 1], fields[sep + 3].split(',')
-        root, point = unescape_mountinfo(fields[3]), unescape_mountinfo(fields[4])
-        if fstype == 'cgroup2' and v2 is None:
-            v2 = Mount(2, point, root, frozenset())
-        elif fstype == 'cgroup':
-            bound = frozenset(o for o in options if o.startswith('name=') or ('=' not in o and o not in _V1_OPTIONS))
-            if bound and not bound & seen:
-                seen |= bound
-                v1.append(Mount(1, point, root, bound))
-    has_v1_controllers = any(c for m in v1 for c in m.controllers if not c.startswith('name='))
-    if v2 is not None:
-        kind = 'hybrid' if has_v1_controllers else 'unified'
-    else:
-        kind = 'legacy' if v1 else 'none'
-    return Layout(kind, tuple(v1), v2)
-
-
-def read_layout(mountinfo=None):
-    """The layout from ``mountinfo`` text, else from this process's ``/proc/self/mountinfo``."""
-    if mountinfo is None:
-        mountinfo = _read('/proc/self/mountinfo')
-    return parse_mountinfo(mountinfo)
-
-
-def controllers(mountinfo=None):
-    """Each controller a container can use here, mapped to the cgroup version serving it (1 or 2)."""
-    return _served(read_layout(mountinfo))
-
-
-def _served(layout):
-    """v1 first: a controller bound to a v1 hierarchy is not in the cgroup2 tree."""
-    served = {c: 1 for c in V1_CONTROLLERS if layout.v1_mount(c)}
-    if layout.v2 is not None:
-        offered = (_read(os.path.join(layout.v2.point, 'cgroup.controllers'), missing_ok=True) or '').split()
-        served.update((c, 2) for c in V2_CONTROLLERS if c in offered and c not in served)
-    return served
-
-
-def cgroup_paths(text):
-    """The cgroup paths listed in the text of a ``/proc/PID/cgroup`` file."""
-    paths = set()
-    for line in text.splitlines():
-        parts = line.split(':', 2)
-        if len(parts) == 3:
-            paths.add(parts[2])
-    return paths
 
 
 # -- file access: the one place a cgroup file is written -------------------------------------------
@@ -156,19 +61,6 @@ def _write(path, value):
             os.close(fd)
     except OSError as exc:
         raise KernelError.from_oserror('write', path, exc) from None
-
-
-def _read(path, missing_ok=False):
-    """The file's text; with ``missing_ok``, None when it (or its cgroup, or its process) is gone."""
-    try:
-        with open(path, encoding='utf-8') as handle:
-            return handle.read()
-    except (FileNotFoundError, ProcessLookupError) as exc:
-        if missing_ok:
-            return None
-        raise KernelError.from_oserror('read', path, exc) from None
-    except OSError as exc:
-        raise KernelError.from_oserror('read', path, exc) from None
 
 
 def _keyed(text, key):
