@@ -77,7 +77,7 @@ def commit(runtime, container, name=None, changes=(), pause=True, message=None, 
     store = runtime.images.store
     with contextlib.ExitStack() as stack:
         try:        # no start or removal of the container meanwhile
-            stack.enter_context(runtime._container_lock(found.Id))     # pylint: disable=protected-access
+            stack.enter_context(runtime.container_lock(found.Id))
         except FileNotFoundError:
             raise NotFound('container "%s" was removed while it was being committed' % container,
                            container=container) from None

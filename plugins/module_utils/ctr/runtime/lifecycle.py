@@ -233,11 +233,12 @@ class Runtime:
     def start(self, name):
         """Start a created or exited container; returns (container, changed)."""
         container = self.get(name)
-        with self._container_lock(container.Id):
+        with self.container_lock(container.Id):
             return self._start(container.Id)
 
-    def _container_lock(self, container_id):
-        """One start at a time per container (two monitors on one rootfs would be a disaster)."""
+    def container_lock(self, container_id):
+        """The container's own lock: one start, removal or commit at a time (two monitors on one rootfs
+        would be a disaster, and a commit must not read a rootfs that is being unmounted)."""
         return fsutil.flocked(os.path.join(self.containers.dir(container_id), 'start.lock'), make_dir=False)
 
     def _start(self, container_id):
@@ -439,7 +440,7 @@ class Runtime:
         container = self.find(name)
         if container is None:
             return False
-        with self._container_lock(container.Id):           # not under a start of the same container
+        with self.container_lock(container.Id):           # not under a start of the same container
             return self._remove(self.get(container.Id), force, keep_volumes)
 
     def _remove(self, container, force, keep_volumes):
