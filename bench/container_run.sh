@@ -479,8 +479,9 @@ print("%.0f" % (1000 * statistics.median(float(l.split("\t")[2]) for l in open(s
         echo "managed host's interpreter (\`ansible_python_interpreter\`). A task that does nothing"
         echo "(\`command: true\`, the first and last task of each run) already takes $(bench_ratio "$work/run3.tsv" command_true podman_new)x"
         echo "podman_container's new-container task: Ansible's own cost per task (fork, AnsiballZ payload,"
-        echo "a fresh interpreter) is most of both modules' time. AnsiballZ ships .py sources in a zip, so"
-        echo "the module's imports are compiled on every task (see the no-.pyc row of case 1)."
+        echo "a fresh interpreter) is most of both modules' time. AnsiballZ ships .py sources in a zip, where"
+        echo "Python writes no .pyc: the engine keeps its compiled modules in its bytecode cache (here"
+        echo "\`CTR_PYCACHE\` in the temp dir), so only the first run compiles them (the no-.pyc row of case 1)."
         echo "The first task of a module in a playbook also makes its AnsiballZ payload (Ansible parses"
         echo "every module_utils file the module imports, then caches the zip for the rest of the run):"
         echo "a task on a missing container, before the timed ones, pays that for each module (the"
@@ -492,7 +493,9 @@ print("%.0f" % (1000 * statistics.median(float(l.split("\t")[2]) for l in open(s
         echo
         echo "ctr's monitor is a fresh \`python3 -I -S\` that imported the engine modules a monitor needs, not"
         echo "a fork of the module process (whose heap, Ansible's \`module_utils\` included, it would keep for"
-        echo "the container's lifetime); conmon is the same binary whoever starts it."
+        echo "the container's lifetime: about 18 MB); conmon is the same binary whoever starts it. The fresh"
+        echo "interpreter boots (about 30 ms of CPU) while the module plans and creates the container; on"
+        echo "this 2-core machine the \"new container\" task pays part of it."
     else
         echo "${ansible_note^}. Give \`ANSIBLE_VENV=DIR\` (a venv with the \`ansible\` package) or"
         echo "\`ANSIBLE_INSTALL=1\` to time them."
