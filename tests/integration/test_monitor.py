@@ -135,27 +135,36 @@ def test_an_unused_launcher_goes_away(store_root, tmp_path):
     assert _wait_for(lambda: not _processes_mentioning(str(copy)), timeout=10), 'a booted monitor stayed behind'
 
 
-def test_a_monitor_that_cannot_load_the_engine_fails_the_start_clearly(runtime, store_root, monkeypatch):
+@pytest.mark.parametrize('breakage', ['engine', 'takeover'])
+def test_a_fresh_monitor_that_fails_to_boot_gives_way_to_a_fork(runtime, store_root, monkeypatch, breakage):
+    """The fresh interpreter cannot load the engine (a bad root), or loads it but cannot take over (a module
+    it must import is missing): nothing of the container was touched, so a forked monitor starts it."""
     monkeypatch.setattr(monitor, 'FRESH_ABOVE', 0)
     real = monitor._boot_command
 
     def broken(args_fd, report_fd):
         command = real(args_fd, report_fd)
-        command[5] = '/nonexistent/engine'      # root: the package is not there
-        command[11:] = []                       # nor anywhere on the caller's path
+        if breakage == 'engine':
+            command[5] = '/nonexistent/engine'  # root: the package is not there
+            command[11:] = []                   # nor anywhere on the caller's path
+        else:
+            command[4] = command[4].replace("monitor._booted(", "monitor._BOOT_IMPORTS += ('gone',); monitor._booted(")
         return command
     monkeypatch.setattr(monitor, '_boot_command', broken)
-    c = runtime.create('busybox', command=['true'], network_mode='none')
-    with pytest.raises(CtrError) as info:
-        runtime.start(c.Id)
-    assert str(info.value).startswith('container %s failed to start: the monitor cannot load the engine from '
-                                      '/nonexistent/engine: No module named ' % c.Name), str(info.value)
-    assert '\n' not in str(info.value)
-    assert not runtime.get(c.Id).State.Running
-    assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
-    monkeypatch.setattr(monitor, '_boot_command', real)
+    c = runtime.create('busybox', command=['sh', '-c', 'echo started; sleep 30'], network_mode='none')
     runtime.start(c.Id)
-    assert runtime.wait(c.Id, timeout=30) == 0
+    state = runtime.get(c.Id).State
+    assert state.Running and _cmdline(state.MonitorPid) == _cmdline(os.getpid())     # the fork
+    assert _wait_for(lambda: ''.join(text for _s, text in runtime.logs(c.Id)) == 'started\n')
+
+
+def test_a_launcher_starts_one_container_once(runtime):
+    """A second start on a used launcher would make a second monitor for the same rootfs: refused."""
+    used = monitor.Launcher()
+    used._started = True                              # pylint: disable=protected-access
+    with pytest.raises(CtrError, match='starts one container once'):
+        used.start(None, None, None, None)
+    used.close()
 
 
 def test_the_pickled_start_reaches_the_monitor_whole(runtime):
@@ -208,3 +217,27 @@ def test_the_module_output_pipe_closes_when_the_caller_exits_while_the_monitor_b
     proc = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=30)         # returns at EOF on both pipes
     assert (proc.returncode, out, err) == (0, b'bye\n', b'')
+
+
+def test_a_caller_gone_before_the_report_leaves_the_container_running(store_root, runtime):
+    """A task killed while its container starts: the monitor's report meets a closed pipe, and the
+    container it has just started keeps running (it is not torn down for want of a reader)."""
+    script = textwrap.dedent('''
+        import os, sys
+        sys.path.insert(0, %r)
+        from ctr.runtime import monitor
+        from ctr.runtime.lifecycle import Runtime
+
+        def gone(launcher):
+            os.close(launcher._report_r)
+            os._exit(0)
+        monitor.Launcher._result = gone
+        rt = Runtime(%r)
+        c = rt.create('busybox', command=['sleep', '30'], network_mode='none', name='orphan')
+        rt.start(c.Id)
+    ''' % (os.path.dirname(ENGINE), str(store_root)))
+    subprocess.run([sys.executable, '-c', script], timeout=60, check=True)
+    assert _wait_for(lambda: runtime.get('orphan').State.Running, timeout=20), runtime.get('orphan').State
+    time.sleep(0.5)
+    state = runtime.get('orphan').State
+    assert state.Running and os.path.exists('/proc/%d' % state.Pid)

@@ -59,7 +59,8 @@ def stop_marker(container_dir):
 # caller's own name (so the pickled records find their classes); the rest of the caller's path
 # follows it (-S skips site, which would add site-packages again, slowly). ``cache`` names the
 # bytecode cache module to install first (an engine in a zip), or is empty. Its stdio is /dev/null:
-# an engine that does not load is reported on report_fd (to nobody, if the caller went away).
+# an engine that does not load is reported on report_fd as a failed boot (to nobody, if the caller
+# went away), and the caller forks a monitor instead.
 _BOOT = """import importlib, json, os, sys
 try:
     sys.path[:] = sys.argv[1:2] + sys.argv[6:]
@@ -68,8 +69,8 @@ try:
     monitor = importlib.import_module(sys.argv[2] + '.runtime.monitor')
 except BaseException as exc:
     try:
-        os.write(int(sys.argv[5]), json.dumps({'error': 'the monitor cannot load the engine from %s: %s'
-                                                        % (sys.argv[1], exc)}).encode())
+        os.write(int(sys.argv[5]), json.dumps({'boot': 'the monitor cannot load the engine from %s: %s'
+                                                       % (sys.argv[1], exc)}).encode())
     except BaseException:
         pass
     raise SystemExit(1)
@@ -85,11 +86,12 @@ class Launcher:
     rootfs and the network; a forked monitor is forked by :meth:`start`, from a caller that by then
     holds the container's records. :meth:`start` once, or :meth:`close` (or dropping it) to send a
     booting monitor away: it exits at the end of its input. A monitor holds none of the caller's
-    descriptors but its pipes, so a caller that exits (a module whose output Ansible reads to its
-    end) is not held up by it.
+    descriptors but its pipes (it drops the rest before the exec or, forked, before anything else),
+    so a caller that exits (a module whose output Ansible reads to its end) is not held up by it.
     """
 
     _args_w = _report_r = None
+    _started = False
 
     def __init__(self):
         self._fresh = _fresh_monitor()
@@ -99,10 +101,16 @@ class Launcher:
     def start(self, container, store, plan, rootfs_paths, cgroup_parent='ctr'):
         """Hand the monitor its container; the container's PID once it has exec'd.
 
-        Raises CtrError with the start sequence's own message when the container could not start.
+        A fresh interpreter that failed to boot (it could not load the engine, say) is replaced by a
+        forked monitor: nothing of the container was touched yet. Raises CtrError with the start
+        sequence's own message when the container could not start.
         """
         from ..errors import CtrError
+        if self._started:
+            raise CtrError('a monitor launcher starts one container once')
+        self._started = True
         payload = (container, store, plan, rootfs_paths, cgroup_parent)
+        result = None
         if self._fresh:
             import pickle
             data = pickle.dumps(payload, protocol=4)
@@ -114,19 +122,26 @@ class Launcher:
                 pass                            # it died booting: its report says why
             finally:
                 self._close_args()
-        else:
+            result = self._result()
+            if 'boot' in result:
+                result = None
+        if result is None:
             self._launch(payload)
-        with os.fdopen(self._report_r, 'rb') as report:
-            self._report_r = None
-            data = report.read()
-        try:
-            result = json.loads(data.decode('utf-8')) if data else {'error': 'the monitor died before it reported'}
-        except ValueError:
-            result = {'error': 'the monitor reported garbage: %r' % data[:200]}
+            result = self._result()
         if 'error' in result:
             raise CtrError('container %s failed to start: %s' % (container.Name, result['error']),
                            container=container.Name)
         return result['pid']
+
+    def _result(self):
+        """What the monitor reported on the report pipe (which this closes)."""
+        with os.fdopen(self._report_r, 'rb') as report:
+            self._report_r = None
+            data = report.read()
+        try:
+            return json.loads(data.decode('utf-8')) if data else {'error': 'the monitor died before it reported'}
+        except ValueError:
+            return {'error': 'the monitor reported garbage: %r' % data[:200]}
 
     def close(self):
         """Send an unused monitor away; nothing once :meth:`start` ran."""
@@ -148,9 +163,9 @@ class Launcher:
         interpreter, which reads its payload from the args pipe."""
         self._report_r, report_w = os.pipe()
         args_r = None
-        if payload is None:
-            args_r, self._args_w = os.pipe()
         try:
+            if payload is None:
+                args_r, self._args_w = os.pipe()
             child = os.fork()
             if child == 0:
                 try:
@@ -179,12 +194,7 @@ def _grandchild(payload, args_r, report_w):
     report_w = fcntl.fcntl(report_w, fcntl.F_DUPFD_CLOEXEC, 3) if report_w < 3 else report_w
     if args_r is not None and args_r < 3:
         args_r = fcntl.fcntl(args_r, fcntl.F_DUPFD_CLOEXEC, 3)
-    devnull = os.open('/dev/null', os.O_RDWR)
-    for fd in (0, 1, 2):
-        if fd != devnull:
-            os.dup2(devnull, fd)
-    if devnull > 2:
-        os.close(devnull)
+    _detach_from_caller(keep=(args_r, report_w))
     if payload is not None:
         _monitor(*payload, report_w)
     command = _boot_command(args_r, report_w)
@@ -199,11 +209,12 @@ def _grandchild(payload, args_r, report_w):
 
 # A caller heavier than this (its own anonymous memory) gets a fresh interpreter as the monitor of
 # its container. A forked monitor keeps what its caller weighed for the container's lifetime; a
-# fresh one weighs about 6 MB (PSS) and costs about 30 ms of CPU to boot, beside the caller's work.
-# An Ansible module (15 MB and more: Ansible's module_utils) is well above; the CLI (5.5 to 8 MB
-# when it launches, the more when it compiled its modules) is below, and its forked monitors weigh
-# about 8.4 MB.
-FRESH_ABOVE = 12 << 20
+# fresh one weighs 6 to 9 MB (PSS; the more when it imports from an AnsiballZ zip) and costs about
+# 30 ms of CPU to boot, beside the caller's work. An Ansible module (13 MB and more once it has
+# imported Ansible's module_utils) is above; the CLI (5.5 to 8 MB when it launches, the more when
+# it compiled its modules) is below, and its forked monitors weigh about 8.4 MB. Kernels without
+# RssAnon (before 4.5) read 0: a fork.
+FRESH_ABOVE = 10 << 20
 
 
 def _caller_weight():
@@ -221,7 +232,8 @@ def _caller_weight():
 def _fresh_monitor():
     """Whether this caller's monitor is a fresh interpreter: it weighs more than FRESH_ABOVE and has
     an interpreter to exec."""
-    return bool(sys.executable) and os.path.isabs(sys.executable) and _caller_weight() > FRESH_ABOVE
+    return (bool(sys.executable) and os.path.isabs(sys.executable) and not getattr(sys, 'frozen', False)
+            and _caller_weight() > FRESH_ABOVE)
 
 
 def _boot_command(args_fd, report_fd):
@@ -242,13 +254,18 @@ def _booted(args_fd, report_fd):
     import importlib
     import pickle
     os.set_inheritable(report_fd, False)        # the container's init closes it anyway; nothing else may have it
-    for name in _BOOT_IMPORTS:
-        importlib.import_module('%s.runtime.%s' % (__name__.rsplit('.', 2)[0], name))
-    with os.fdopen(args_fd, 'rb') as args:
-        data = args.read()
-    if not data:
-        os._exit(0)
-    container, store, plan, rootfs_paths, cgroup_parent = pickle.loads(data)
+    try:
+        for name in _BOOT_IMPORTS:
+            importlib.import_module('%s.runtime.%s' % (__name__.rsplit('.', 2)[0], name))
+        with os.fdopen(args_fd, 'rb') as args:
+            data = args.read()
+        if not data:
+            os._exit(0)
+        container, store, plan, rootfs_paths, cgroup_parent = pickle.loads(data)
+    except Exception as exc:    # pylint: disable=broad-except
+        failure = {'boot': 'the monitor could not take over: %s' % exc}
+        _safe(lambda: _report(report_fd, failure))
+        os._exit(1)
     _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_fd)
 
 
@@ -256,7 +273,7 @@ def _booted(args_fd, report_fd):
 # hand-over. (What the monitor runs after its report, when the caller's engine files may be gone --
 # Ansible deletes the module's payload -- is imported by then anyway: by these modules' own imports,
 # by ``_monitor`` and by the unpickling; tests/integration/test_monitor.py deletes them to be sure.)
-_BOOT_IMPORTS = ('start', 'rootfs', 'cgroups', 'containers')
+_BOOT_IMPORTS = ('start', 'security', 'rootfs', 'cgroups', 'containers')
 
 
 class _Log:
@@ -303,8 +320,12 @@ def _detach_from_caller(keep):
     """Stdio to /dev/null, every other inherited descriptor closed: Ansible must see EOF on its pipes."""
     devnull = os.open('/dev/null', os.O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
+        if fd != devnull:
+            os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    else:
+        os.set_inheritable(devnull, True)       # it is stdio now: an exec keeps it
     for name in os.listdir('/proc/self/fd'):
         fd = int(name)
         if fd > 2 and fd not in keep:
@@ -350,8 +371,8 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
             state.PidStart = process_start_time(pid) or 0
             state.StartedAt, state.ExitCode, state.Error, state.OOMKilled = rfc3339(started), 0, '', False
             store.save_state(container)
-            if report_w is not None:
-                _report(report_w, {'pid': pid})
+            if report_w is not None:        # a caller gone meanwhile (a killed task) leaves it running
+                _safe(lambda: _report(report_w, {'pid': pid}))
                 report_w = None
             status = _pump(pid, log)
             code = os.waitstatus_to_exitcode(status) if hasattr(os, 'waitstatus_to_exitcode') else _exitcode(status)
