@@ -241,3 +241,22 @@ def test_a_caller_gone_before_the_report_leaves_the_container_running(store_root
     time.sleep(0.5)
     state = runtime.get('orphan').State
     assert state.Running and os.path.exists('/proc/%d' % state.Pid)
+
+
+@pytest.mark.parametrize('fresh_above', [0, 1 << 40], ids=['fresh', 'fork'])
+def test_a_monitor_that_cannot_set_up_says_why(runtime, store_root, monkeypatch, fresh_above):
+    """Its log cannot be opened (a directory is in the way): the start fails with that reason, in one
+    sentence, and leaves nothing mounted; once the way is clear, it starts."""
+    monkeypatch.setattr(monitor, 'FRESH_ABOVE', fresh_above)
+    c = runtime.create('busybox', command=['true'], network_mode='none')
+    blocker = os.path.join(runtime.containers.dir(c.Id), c.Id + '-json.log')
+    os.mkdir(blocker)
+    with pytest.raises(CtrError) as info:
+        runtime.start(c.Id)
+    assert str(info.value).startswith('container %s failed to start: the monitor could not set up: ' % c.Name)
+    assert 'Is a directory' in str(info.value) and '\n' not in str(info.value)
+    assert not runtime.get(c.Id).State.Running
+    assert not [line for line in open('/proc/self/mountinfo') if str(store_root) in line]
+    os.rmdir(blocker)
+    runtime.start(c.Id)
+    assert runtime.wait(c.Id, timeout=30) == 0

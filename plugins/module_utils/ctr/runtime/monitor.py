@@ -342,16 +342,21 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
     if plan.network_owned:                          # in memory now: the module's files may go
         from ..network import endpoints
 
-    _detach_from_caller(keep=(report_w,))
-    os.chdir('/')                                   # not the module's temp dir, which Ansible deletes
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # waitpid needs it, whatever the caller set
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    libc.prctl(libc.PR_SET_NAME, _name_arg(b'ctr-monitor'))
-    directory = store.dir(container.Id)
-    state = container.State
-    state.MonitorPid = os.getpid()
-    state.MonitorStart = process_start_time(os.getpid())
-    log = _Log(os.path.join(directory, container.Id + '-json.log'))
+    try:
+        _detach_from_caller(keep=(report_w,))
+        os.chdir('/')                                   # not the module's temp dir, which Ansible deletes
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # waitpid needs it, whatever the caller set
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        libc.prctl(libc.PR_SET_NAME, _name_arg(b'ctr-monitor'))
+        directory = store.dir(container.Id)
+        state = container.State
+        state.MonitorPid = os.getpid()
+        state.MonitorStart = process_start_time(os.getpid())
+        log = _Log(os.path.join(directory, container.Id + '-json.log'))
+    except Exception as exc:    # pylint: disable=broad-except
+        failure = {'error': 'the monitor could not set up: %s' % exc}       # nothing recorded or made yet
+        _safe(lambda: _report(report_w, failure))
+        os._exit(1)
     cgroup = None
     policy, retries = _policy(container.HostConfig)
     backoff = _BACKOFF_START
