@@ -27,7 +27,6 @@ is written.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import stat
@@ -36,6 +35,27 @@ import time
 import zipimport
 from importlib.machinery import PathFinder
 from importlib.util import MAGIC_NUMBER, spec_from_file_location
+
+
+def _sha256_function():
+    """hashlib's sha256 (OpenSSL's, ten times faster) when this process already loaded hashlib, as an
+    Ansible module has; else the interpreter's own, so that a process that had no use for OpenSSL (a
+    container's monitor) does not load it just for this."""
+    if 'hashlib' not in sys.modules:
+        try:
+            from _sha2 import sha256 as function            # pylint: disable=import-outside-toplevel
+            return function
+        except ImportError:
+            try:
+                from _sha256 import sha256 as function      # Python before 3.12
+                return function
+            except ImportError:
+                pass
+    from hashlib import sha256 as function
+    return function
+
+
+sha256 = _sha256_function()
 
 ENGINE = 'ansible_collections.daemonless.ctr.plugins.module_utils.ctr'
 _MAX_AGE = 30 * 86400       # seconds an entry may go unused before a write prunes it
@@ -111,17 +131,21 @@ def _is_entry(name):
 class _CachingLoader:
     """Loads one engine module from the zip: its source from the archive, its code from the cache."""
 
-    def __init__(self, importer, cache, source):
+    def __init__(self, importer, cache, source, member):
         self._importer = importer
         self._cache = cache
-        self._source = source
+        self._source = source           # dropped once used: a long-lived process (a monitor) keeps no copy
+        self._member = member
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
         spec = module.__spec__
-        code = self._cache.code(spec.name, spec.origin, self._source)
+        source, self._source = self._source, None
+        if source is None:
+            source = self._importer.get_data(self._member)      # a reload
+        code = self._cache.code(spec.name, spec.origin, source)
         exec(code, module.__dict__)  # pylint: disable=exec-used
 
     # get_source (linecache, tracebacks), is_package, get_data, get_resource_reader, ...: the zip's
@@ -138,8 +162,7 @@ class _Cache:
         self.fd = fd
 
     def code(self, name, origin, source):
-        key = hashlib.sha256(MAGIC_NUMBER + b'%d\0' % sys.flags.optimize + name.encode() + b'\0'
-                             + source).hexdigest()
+        key = sha256(MAGIC_NUMBER + b'%d\0' % sys.flags.optimize + name.encode() + b'\0' + source).hexdigest()
         code = self._load(key)
         if code is None:
             code = compile(source, origin, 'exec', dont_inherit=True)
@@ -170,7 +193,7 @@ class _Cache:
         finally:
             os.close(fd)
         start = len(_HEADER) + 32
-        if data[:len(_HEADER)] != _HEADER or hashlib.sha256(data[start:]).digest() != data[len(_HEADER):start]:
+        if data[:len(_HEADER)] != _HEADER or sha256(data[start:]).digest() != data[len(_HEADER):start]:
             return None
         try:
             code = marshal.loads(data[start:])
@@ -185,7 +208,7 @@ class _Cache:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=self.fd)
             with os.fdopen(fd, 'wb') as f:
-                f.write(_HEADER + hashlib.sha256(payload).digest() + payload)
+                f.write(_HEADER + sha256(payload).digest() + payload)
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, key, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -258,7 +281,7 @@ class _Finder:
                 location = os.path.join(importer.archive, inner)
                 return spec_from_file_location(
                     name, os.path.join(importer.archive, member),
-                    loader=_CachingLoader(importer, self._cache, source),
+                    loader=_CachingLoader(importer, self._cache, source, member),
                     submodule_search_locations=[location] if package else None)
         return None
 

@@ -44,8 +44,11 @@ try:
     c.boom()
 except RuntimeError:
     shown = traceback.format_exc()
+import importlib
+reloaded = importlib.reload(a).VALUE    # the loader dropped its copy of the source: read again
 print(json.dumps({"compiled": sorted(compiled), "value": a.VALUE, "file": a.__file__,
-                  "code_file": c.boom.__code__.co_filename,
+                  "code_file": c.boom.__code__.co_filename, "reloaded": reloaded,
+                  "hashlib": "hashlib" in sys.modules,
                   "loader": type(a.__loader__).__name__, "traceback": shown}))
 '''
 
@@ -83,7 +86,8 @@ def test_first_import_compiles_and_stores_then_loads_from_the_cache(tmp_path):
     zip_path, cache = make_zip(tmp_path / 'payload.zip'), tmp_path / 'home/.cache/pyc'
     first = run(zip_path, cache)
     assert first['compiled'] == ALL
-    assert first['value'] == 41 and first['loader'] == '_CachingLoader'
+    assert first['value'] == 41 and first['loader'] == '_CachingLoader' and first['reloaded'] == 41
+    assert not first['hashlib']                 # OpenSSL stays out of a process that did not load it
     assert first['file'] == '%s/%s/ctr/a.py' % (zip_path, PKG)
     assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
     entries = sorted(os.listdir(cache))
