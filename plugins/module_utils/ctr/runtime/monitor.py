@@ -4,17 +4,21 @@
 
 A :class:`Launcher` (made by the caller, the CLI or a module, as a start begins)
 double-forks the monitor into its own session, so it outlives the caller and is
-adopted by init. A fork keeps its caller's whole heap for the container's
-lifetime, so when the caller is heavy (an Ansible module: about 15 MB of its own,
-see ``FRESH_ABOVE``) the monitor execs a fresh interpreter (``python -I -S``) that
-imports only the engine modules a monitor needs, from where the caller's engine
-is (the AnsiballZ zip, still there while the module waits). Either way the
-monitor gets ready while the caller prepares the rootfs and the network;
-:meth:`Launcher.start` then sends it the container, the store, the start plan
-and the rootfs paths (pickled, over a pipe between our own processes) and waits
-for its report. The monitor closes every descriptor it
-inherited (Ansible reads the module's stdout and stderr until EOF) and then,
-for each run of the container:
+adopted by init. Before anything else the monitor-to-be drops every descriptor
+it inherited but its pipes (Ansible reads the module's stdout and stderr until
+EOF). A fork keeps its caller's whole heap for the container's lifetime, so:
+
+* a light caller (the CLI) forks its monitor in :meth:`Launcher.start`, with the
+  container's records in memory;
+* a heavy caller (an Ansible module, see ``FRESH_ABOVE``) gets a fresh
+  interpreter (``python -I -S``), launched as the start begins so that it boots
+  while the caller prepares the rootfs and the network. It imports only the
+  engine modules a monitor needs, from where the caller's engine is (the
+  AnsiballZ zip, still there while the module waits), and :meth:`Launcher.start`
+  sends it the container, the store, the start plan and the rootfs paths
+  (pickled, over a pipe between our own processes).
+
+Then, for each run of the container:
 
 1. ``unshare(CLONE_NEWPID)`` and fork: the child is PID 1 of a new PID namespace
    and runs the start sequence (``start.contain``) up to execve;
@@ -342,8 +346,7 @@ def _monitor(container, store, plan, rootfs_paths, cgroup_parent, report_w):
     if plan.network_owned:                          # in memory now: the module's files may go
         from ..network import endpoints
 
-    try:
-        _detach_from_caller(keep=(report_w,))
+    try:                                                # the launcher detached it from the caller already
         os.chdir('/')                                   # not the module's temp dir, which Ansible deletes
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # waitpid needs it, whatever the caller set
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
